@@ -1,0 +1,43 @@
+"""tether: typed Python functions, callable over HTTP, JSON-RPC, WebSocket and SSE, on FastAPI."""
+
+from .context import CallContext as CallContext
+from .errors import (
+    BadRequest as BadRequest,
+    ConfigurationError as ConfigurationError,
+    Conflict as Conflict,
+    FieldError as FieldError,
+    Forbidden as Forbidden,
+    InternalError as InternalError,
+    MethodNotAllowed as MethodNotAllowed,
+    NotFound as NotFound,
+    PayloadTooLarge as PayloadTooLarge,
+    TetherError as TetherError,
+    TooManyRequests as TooManyRequests,
+    Unauthorized as Unauthorized,
+    UnsupportedMediaType as UnsupportedMediaType,
+    ValidationFailed as ValidationFailed,
+)
+from .operation import Operation as Operation, command as command, query as query
+from .registry import Tether as Tether
+
+__all__ = (
+    "BadRequest",
+    "CallContext",
+    "ConfigurationError",
+    "Conflict",
+    "FieldError",
+    "Forbidden",
+    "InternalError",
+    "MethodNotAllowed",
+    "NotFound",
+    "Operation",
+    "PayloadTooLarge",
+    "Tether",
+    "TetherError",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "ValidationFailed",
+    "command",
+    "query",
+)

@@ -1,0 +1,90 @@
+"""CallContext: the transport-neutral view of one call's caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.background import BackgroundTasks
+    from starlette.responses import Response
+    from starlette.types import Message, Receive, Scope
+
+__all__ = ("CallContext", "in_process_scope")
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class CallContext:
+    """What the invoker knows about one call: which transport, which request, which user.
+
+    Transports build one per call (per item in a batch, per message on a socket). The ASGI
+    `scope` is the request the call's dependencies are solved against; for in-process calls
+    it is a synthetic HTTP scope.
+    """
+
+    __slots__ = ("background", "body", "receive", "response", "scope", "state", "transport", "user")
+
+    def __init__(
+        self,
+        transport: str,
+        scope: Scope,
+        receive: Receive = _empty_receive,
+        *,
+        body: bytes | None = None,
+    ) -> None:
+        self.transport = transport
+        """Name of the transport that carried the call: "http", "jsonrpc", "inprocess", ..."""
+        self.scope = scope
+        """ASGI scope of the request (or connection) the call's dependencies see."""
+        self.receive = receive
+        """ASGI receive channel of that request."""
+        self.body = body
+        """Raw request body, when the transport has already read it."""
+        self.user: Any = None
+        """The user resolved by the `Tether(user=...)` dependency, once auth has run."""
+        self.background: BackgroundTasks | None = None
+        """Background tasks the call's dependencies scheduled, for the transport to run."""
+        self.response: Response | None = None
+        """The `Response` dependencies may have set headers, cookies or a status on."""
+        self.state: dict[str, Any] = {}
+        """Free-form per-call storage for extensions."""
+
+    def request(self) -> Request:
+        """Return a Starlette `Request` for this call's scope, with the body already read."""
+        request = Request(self.scope, self.receive)
+        if self.body is not None:
+            request._body = self.body
+        return request
+
+
+def in_process_scope(
+    app: FastAPI | None,
+    path: str,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+) -> Scope:
+    """Build the synthetic HTTP scope that in-process calls solve their dependencies against."""
+    items = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in items]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw_headers,
+        "client": None,
+        "server": None,
+        "app": app,
+        "path_params": {},
+        "state": {},
+    }

@@ -1,0 +1,160 @@
+"""The bridge to FastAPI's dependency machinery: which parameters are dependencies, and solving them.
+
+An operation's parameters split in two. Those marked for FastAPI (`Depends`, `Security`,
+`Header`, `Cookie`, or typed `Request`, `WebSocket`, `HTTPConnection`, `Response`,
+`BackgroundTasks`, `SecurityScopes`) are dependencies; every other parameter is input.
+The dependencies, together with the Tether-level ones and the user resolver, are compiled
+once into a FastAPI `Dependant` over a synthetic signature, and solved per call by
+FastAPI's own `solve_dependencies`, so overrides, caching, scopes and yield
+dependencies behave exactly as they do on a FastAPI route.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import MutableMapping, Sequence
+from contextlib import AsyncExitStack
+from typing import Annotated, Any, get_args, get_origin
+
+from fastapi import params
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import get_dependant, solve_dependencies
+from fastapi.security import SecurityScopes
+from starlette.background import BackgroundTasks
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from .errors import ConfigurationError, ValidationFailed
+
+__all__ = ("USER_KEY", "DependencyPlan", "SolvedCall", "is_dependency_parameter")
+
+USER_KEY = "__tether_user__"
+"""Name under which the `Tether(user=...)` dependency is solved; never an input."""
+
+_SPECIAL_TYPES = (HTTPConnection, Response, BackgroundTasks, SecurityScopes)
+_DEPENDENCY_MARKERS = (params.Depends, params.Header, params.Cookie)
+_INPUT_MARKERS = (params.Query, params.Path, params.Body)
+
+
+def _strip_annotated(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
+    if get_origin(annotation) is Annotated:
+        base, *metadata = get_args(annotation)
+        return base, tuple(metadata)
+    return annotation, ()
+
+
+def is_dependency_parameter(name: str, annotation: Any, default: Any, *, where: str) -> bool:
+    """Say whether a parameter is solved by FastAPI (True) or is operation input (False).
+
+    Raises:
+        ConfigurationError: the parameter uses a FastAPI marker that has no meaning for an
+            operation (`Query`, `Path`, `Body`, `Form`, `File`).
+    """
+    base, metadata = _strip_annotated(annotation)
+    for marker in (default, *metadata):
+        if isinstance(marker, _DEPENDENCY_MARKERS):
+            return True
+        if isinstance(marker, _INPUT_MARKERS):
+            raise ConfigurationError(
+                f"{where}: parameter {name!r} uses {type(marker).__name__}(); operation inputs"
+                " are plain parameters, constrained with pydantic's Field() if needed"
+            )
+    return isinstance(base, type) and issubclass(base, _SPECIAL_TYPES)
+
+
+class SolvedCall:
+    """The values FastAPI solved for one call, and what the call's dependencies left behind."""
+
+    __slots__ = ("background", "response", "values")
+
+    def __init__(
+        self, values: dict[str, Any], response: Response, background: BackgroundTasks | None
+    ) -> None:
+        self.values = values
+        self.response = response
+        self.background = background
+
+
+class DependencyPlan:
+    """A compiled FastAPI `Dependant` for one operation, built once at registration."""
+
+    __slots__ = ("dependant", "has_user", "names", "parameters")
+
+    def __init__(
+        self,
+        parameters: Sequence[inspect.Parameter],
+        *,
+        path: str,
+        dependencies: Sequence[params.Depends] = (),
+        user: params.Depends | None = None,
+    ) -> None:
+        signature_params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters]
+        # Tether-level dependencies run first, like a router's `dependencies=`; their values
+        # are solved under private names and dropped.
+        for index, depends in enumerate(dependencies):
+            signature_params.insert(
+                index,
+                inspect.Parameter(
+                    f"__tether_dependency_{index}__",
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=depends,
+                    annotation=Any,
+                ),
+            )
+        if user is not None:
+            signature_params.append(
+                inspect.Parameter(
+                    USER_KEY, inspect.Parameter.KEYWORD_ONLY, default=user, annotation=Any
+                )
+            )
+
+        def dependencies_of_operation(**values: Any) -> dict[str, Any]:
+            return values
+
+        dependencies_of_operation.__signature__ = inspect.Signature(signature_params)  # type: ignore[attr-defined]
+        self.dependant: Dependant = get_dependant(path=path, call=dependencies_of_operation)
+        self.names: tuple[str, ...] = tuple(p.name for p in parameters)
+        """Names of the operation's own dependency parameters, passed to the function."""
+        self.has_user = user is not None
+        self.parameters: tuple[inspect.Parameter, ...] = tuple(parameters)
+        """The operation's own dependency parameters, as declared."""
+
+    async def solve(
+        self,
+        request: Request,
+        *,
+        overrides_provider: Any,
+        dependency_cache: dict[Any, Any] | None = None,
+    ) -> SolvedCall:
+        """Solve every dependency against `request`, whose scope carries the exit stacks.
+
+        Raises:
+            ValidationFailed: a `Header`, `Cookie` or sub-dependency parameter did not validate.
+        """
+        stack = request.scope["fastapi_inner_astack"]
+        solved = await solve_dependencies(
+            request=request,
+            dependant=self.dependant,
+            dependency_overrides_provider=overrides_provider,
+            dependency_cache=dependency_cache,
+            async_exit_stack=stack,
+            embed_body_fields=False,
+        )
+        if solved.errors:
+            raise ValidationFailed.from_errors(solved.errors)
+        return SolvedCall(solved.values, solved.response, solved.background_tasks)
+
+
+def scope_with_stacks(
+    scope: MutableMapping[str, Any], inner: AsyncExitStack, function: AsyncExitStack
+) -> dict[str, Any]:
+    """Return a child scope whose yield dependencies close on the given stacks.
+
+    Each call gets its own child scope, so concurrent calls sharing one request (batch items,
+    socket messages) never share exit stacks: every stack is entered and closed in one task.
+    """
+    child = dict(scope)
+    child["fastapi_inner_astack"] = inner
+    child["fastapi_function_astack"] = function
+    child["fastapi_astack"] = inner  # the key FastAPI used before 0.121
+    return child

@@ -1,0 +1,139 @@
+"""The invoker: every call on every transport runs through `Invoker.call`.
+
+validate -> solve dependencies -> check auth -> run -> encode, once, here. Transports
+never validate, solve dependencies or check auth themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+from anyio import to_thread
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from .auth import check_auth
+from .dependencies import USER_KEY, scope_with_stacks
+from .errors import InternalError, TetherError, ValidationFailed, error_for_status
+
+if TYPE_CHECKING:
+    from .context import CallContext
+    from .operation import Operation
+
+__all__ = ("Invoker", "logger")
+
+logger = logging.getLogger("tether")
+"""Logger of tether; unexpected exceptions are logged here once, with the operation's name."""
+
+Params = Mapping[str, Any] | BaseModel | None
+
+_NO_RESULT: Any = object()
+
+
+class Invoker:
+    """Runs operations: the one place that holds validation, dependencies, auth and encoding."""
+
+    __slots__ = ("overrides_provider",)
+
+    def __init__(self, overrides_provider: Any = None) -> None:
+        self.overrides_provider = overrides_provider
+        """Object whose `dependency_overrides` apply (the FastAPI app tether is mounted on)."""
+
+    async def call(
+        self,
+        ctx: CallContext,
+        op: Operation,
+        params: Params,
+        *,
+        encode: bool = False,
+        dependency_cache: dict[Any, Any] | None = None,
+    ) -> Any:
+        """Run `op` for `ctx` with `params`; return its result (JSON bytes when `encode`).
+
+        `dependency_cache` pre-seeds FastAPI's per-call cache; transports use it to share
+        dependencies solved once per batch or per connection.
+
+        Raises:
+            TetherError: every failure, already mapped; unexpected exceptions become
+                `InternalError` and are logged once.
+        """
+        try:
+            if op.plan is None:
+                # Fast path: no dependencies, no auth, so FastAPI's solver is skipped.
+                result = await self._run(op, op.bind(params))
+                return op.encoder.to_json(result) if encode else result
+            return await self._call_with_dependencies(ctx, op, params, encode, dependency_cache)
+        except Exception as exc:
+            raise self.map_exception(exc, op.name) from None
+
+    async def _run(self, op: Operation, kwargs: dict[str, Any]) -> Any:
+        if op.is_async:
+            return await op.func(**kwargs)
+        return await to_thread.run_sync(functools.partial(op.func, **kwargs))
+
+    async def _call_with_dependencies(
+        self,
+        ctx: CallContext,
+        op: Operation,
+        params: Params,
+        encode: bool,
+        dependency_cache: dict[Any, Any] | None,
+    ) -> Any:
+        plan = op.plan
+        assert plan is not None
+        result = _NO_RESULT
+        # Both stacks are entered and closed in this task; yield dependencies see the
+        # operation's exception, and their teardown runs before the transport replies.
+        async with AsyncExitStack() as inner, AsyncExitStack() as function_stack:
+            request = Request(scope_with_stacks(ctx.scope, inner, function_stack), ctx.receive)
+            if ctx.body is not None:
+                request._body = ctx.body
+            solved = await plan.solve(
+                request,
+                overrides_provider=self.overrides_provider or ctx.scope.get("app"),
+                dependency_cache=dict(dependency_cache) if dependency_cache else None,
+            )
+            values = solved.values
+            ctx.response = solved.response
+            ctx.background = solved.background
+            if plan.has_user:
+                ctx.user = values.pop(USER_KEY, None)
+            if op.auth is not None:
+                await check_auth(op.auth, ctx.user, ctx)
+            kwargs = op.bind(params)
+            for name in plan.names:
+                kwargs[name] = values[name]
+            result = await self._run(op, kwargs)
+            if encode:
+                # Encode inside the dependency scope: lazy ORM attributes still load.
+                result = op.encoder.to_json(result)
+        if result is _NO_RESULT:
+            raise RuntimeError(
+                f"a yield dependency of {op.name!r} swallowed the operation's exception;"
+                " re-raise it after handling"
+            )
+        return result
+
+    @staticmethod
+    def map_exception(exc: Exception, name: str) -> TetherError:
+        """Turn any exception raised by a call into the TetherError sent to the client."""
+        if isinstance(exc, TetherError):
+            return exc
+        if isinstance(exc, HTTPException):
+            detail = exc.detail
+            message = detail if isinstance(detail, str) else None
+            mapped = error_for_status(
+                exc.status_code, message, None if isinstance(detail, str) else detail
+            )
+            if not isinstance(mapped, InternalError):
+                return mapped
+        elif isinstance(exc, RequestValidationError):
+            return ValidationFailed.from_errors(exc.errors())
+        logger.error("operation %r failed with an unexpected exception", name, exc_info=exc)
+        return InternalError()

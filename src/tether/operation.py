@@ -1,0 +1,441 @@
+"""Operations: the decorators that mark a function, and the Operation compiled from it once.
+
+`query` and `command` only *mark* a function (they return it unchanged); a `Tether`
+compiles marked functions into `Operation` objects when they are registered. Compiling
+builds the input model from the non-dependency parameters, the dependency plan, and the
+result encoder, so that nothing is introspected per call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import Enum
+from pathlib import PurePath
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, overload
+from uuid import UUID
+
+from fastapi import params
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticSerializationError
+
+from .auth import validate_policy
+from .dependencies import DependencyPlan, is_dependency_parameter
+from .errors import ConfigurationError, TetherError, ValidationFailed
+
+__all__ = (
+    "Kind",
+    "Operation",
+    "OperationSpec",
+    "command",
+    "compile_operation",
+    "get_spec",
+    "operation",
+    "query",
+)
+
+Kind = Literal["query", "command"]
+"""What an operation does: a `query` reads (and may be called with GET), a `command` changes."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SPEC_ATTRIBUTE = "__tether_operation__"
+_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_KINDS = ("query", "command")
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSpec:
+    """What a decorator recorded about a function, before it is compiled."""
+
+    kind: Kind
+    name: str | None = None
+    auth: Any = None
+    tags: tuple[str, ...] = ()
+    summary: str | None = None
+    description: str | None = None
+    deprecated: bool = False
+    errors: tuple[type[TetherError], ...] = ()
+
+
+def get_spec(func: Any) -> OperationSpec | None:
+    """Return the spec a `query`/`command` decorator left on `func`, if any."""
+    spec = getattr(func, _SPEC_ATTRIBUTE, None)
+    return spec if isinstance(spec, OperationSpec) else None
+
+
+def _make_spec(
+    kind: str,
+    *,
+    name: str | None,
+    auth: Any,
+    tags: Sequence[str] | None,
+    summary: str | None,
+    description: str | None,
+    deprecated: bool,
+    errors: Sequence[type[TetherError]] | None,
+) -> OperationSpec:
+    if kind not in _KINDS:
+        raise ConfigurationError(f"kind must be one of {_KINDS}, not {kind!r}")
+    for error in errors or ():
+        if not (isinstance(error, type) and issubclass(error, TetherError)):
+            raise ConfigurationError(f"errors= takes TetherError subclasses, not {error!r}")
+    return OperationSpec(
+        kind=kind,  # type: ignore[arg-type]
+        name=name,
+        auth=validate_policy(auth, where=name or "operation"),
+        tags=tuple(tags or ()),
+        summary=summary,
+        description=description,
+        deprecated=deprecated,
+        errors=tuple(errors or ()),
+    )
+
+
+def operation(
+    *,
+    kind: Kind,
+    name: str | None = None,
+    auth: Any = None,
+    tags: Sequence[str] | None = None,
+    summary: str | None = None,
+    description: str | None = None,
+    deprecated: bool = False,
+    errors: Sequence[type[TetherError]] | None = None,
+) -> Callable[[F], F]:
+    """Mark a function as an operation of the given kind, returning the function unchanged."""
+    spec = _make_spec(
+        kind,
+        name=name,
+        auth=auth,
+        tags=tags,
+        summary=summary,
+        description=description,
+        deprecated=deprecated,
+        errors=errors,
+    )
+
+    def mark(func: F) -> F:
+        setattr(func, _SPEC_ATTRIBUTE, spec)
+        return func
+
+    return mark
+
+
+@overload
+def query(func: F, /) -> F: ...
+@overload
+def query(
+    *,
+    name: str | None = None,
+    auth: Any = None,
+    tags: Sequence[str] | None = None,
+    summary: str | None = None,
+    description: str | None = None,
+    deprecated: bool = False,
+    errors: Sequence[type[TetherError]] | None = None,
+) -> Callable[[F], F]: ...
+def query(func: Any = None, /, **options: Any) -> Any:
+    """Mark a function as a query: it reads, and may also be called with HTTP GET."""
+    mark = operation(kind="query", **options)
+    return mark if func is None else mark(func)
+
+
+@overload
+def command(func: F, /) -> F: ...
+@overload
+def command(
+    *,
+    name: str | None = None,
+    auth: Any = None,
+    tags: Sequence[str] | None = None,
+    summary: str | None = None,
+    description: str | None = None,
+    deprecated: bool = False,
+    errors: Sequence[type[TetherError]] | None = None,
+) -> Callable[[F], F]: ...
+def command(func: Any = None, /, **options: Any) -> Any:
+    """Mark a function as a command: it changes state, and is called with POST only."""
+    mark = operation(kind="command", **options)
+    return mark if func is None else mark(func)
+
+
+class ResultEncoder:
+    """Encodes an operation's return value to JSON bytes the way FastAPI serializes a response model."""
+
+    __slots__ = ("adapter",)
+
+    def __init__(self, output_type: Any) -> None:
+        self.adapter: TypeAdapter[Any] = TypeAdapter(output_type)
+
+    def to_json(self, value: Any) -> bytes:
+        """Return `value` as JSON bytes, validating it against the output type first if needed."""
+        try:
+            return self.adapter.dump_json(value, by_alias=True, warnings="error")
+        except PydanticSerializationError:
+            # Not already of the declared type (a dict for a model, an ORM object...):
+            # validate it into the type first, exactly as a FastAPI response_model does.
+            coerced = self.adapter.validate_python(value, from_attributes=True)
+            return self.adapter.dump_json(coerced, by_alias=True)
+
+
+_SCALARS: tuple[type, ...] = (
+    str,
+    int,
+    float,
+    bool,
+    Decimal,
+    UUID,
+    date,
+    datetime,
+    time,
+    timedelta,
+    Enum,
+    PurePath,
+    bytes,
+)
+_SEQUENCES = (list, set, frozenset, tuple, Sequence, typing.Sequence, typing.List, typing.Set)  # noqa: UP006
+
+
+def _is_scalar(annotation: Any) -> bool:
+    annotation, _ = _unwrap(annotation)
+    if annotation is Any or annotation is NoneType:
+        return True
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return True
+    if origin in (Union, UnionType):
+        return all(_is_scalar(arg) for arg in get_args(annotation))
+    return isinstance(annotation, type) and issubclass(annotation, _SCALARS)
+
+
+def _unwrap(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
+    if get_origin(annotation) is Annotated:
+        base, *meta = get_args(annotation)
+        return base, tuple(meta)
+    return annotation, ()
+
+
+def _query_shape(annotation: Any) -> bool | None:
+    """How a parameter reads from a query string: False single value, True repeated, None never."""
+    if _is_scalar(annotation):
+        return False
+    base, _ = _unwrap(annotation)
+    args = get_args(base)
+    if get_origin(base) in (Union, UnionType):
+        non_none = [a for a in args if a is not NoneType]
+        return _query_shape(non_none[0]) if len(non_none) == 1 else None
+    if get_origin(base) in _SEQUENCES and all(_is_scalar(a) for a in args if a is not Ellipsis):
+        return True
+    return None
+
+
+def model_name(name: str, suffix: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[._]", name) if part) + suffix
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Operation:
+    """One callable, compiled once: its name, kind, input model, output type and policy."""
+
+    name: str
+    kind: Kind
+    func: Callable[..., Any]
+    is_async: bool
+    input_model: type[BaseModel]
+    output_type: Any
+    encoder: ResultEncoder
+    plan: DependencyPlan | None
+    auth: Any
+    tags: tuple[str, ...]
+    summary: str | None
+    description: str | None
+    deprecated: bool
+    errors: tuple[type[TetherError], ...]
+    input_names: tuple[str, ...]
+    """The input parameter names, in signature order (for positional binding)."""
+    query_shape: Mapping[str, bool] | None
+    """Per input: read repeated from a query string? None when GET cannot carry the input."""
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    """Input model field name -> parameter name, for parameters that shadow BaseModel names."""
+
+    def bind(self, params: Mapping[str, Any] | BaseModel | None) -> dict[str, Any]:
+        """Validate `params` against the input model and return the keyword arguments.
+
+        Raises:
+            ValidationFailed: with one entry per offending field.
+        """
+        if params is None:
+            params = {}
+        if isinstance(params, self.input_model):
+            model = params
+        else:
+            if not self.input_names and not params:
+                return {}
+            try:
+                model = self.input_model.model_validate(params)
+            except ValidationError as exc:
+                raise ValidationFailed.from_errors(
+                    exc.errors(include_url=False, include_context=False, include_input=False)
+                ) from None
+        values = dict(model.__dict__)
+        for field_name, param_name in self.renamed.items():
+            values[param_name] = values.pop(field_name)
+        return values
+
+    def params_from_positional(self, values: Sequence[Any]) -> dict[str, Any]:
+        """Bind positional values to input parameters in signature order.
+
+        Raises:
+            ValidationFailed: more values than the operation has parameters.
+        """
+        if len(values) > len(self.input_names):
+            raise ValidationFailed.from_errors(
+                [
+                    {
+                        "loc": [index],
+                        "msg": f"Unexpected positional parameter; {self.name} takes"
+                        f" {len(self.input_names)}",
+                        "type": "extra_forbidden",
+                    }
+                    for index in range(len(self.input_names), len(values))
+                ]
+            )
+        return dict(zip(self.input_names, values, strict=False))
+
+    def params_from_query(self, items: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """Collect query-string pairs into params: repeated keys become lists for list inputs."""
+        shape = self.query_shape or {}
+        result: dict[str, Any] = {}
+        for key, value in items:
+            if shape.get(key, False):
+                result.setdefault(key, []).append(value)
+            elif key in result:
+                raise ValidationFailed.from_errors(
+                    [{"loc": [key], "msg": "Parameter given more than once", "type": "duplicate"}]
+                )
+            else:
+                result[key] = value
+        return result
+
+
+def _resolve_hints(func: Callable[..., Any], where: str) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func, include_extras=True)
+    except (NameError, AttributeError, TypeError) as exc:
+        raise ConfigurationError(f"{where}: cannot resolve a type annotation: {exc}") from exc
+
+
+def compile_operation(
+    func: Callable[..., Any],
+    spec: OperationSpec,
+    *,
+    name: str | None = None,
+    path: str = "",
+    dependencies: Sequence[params.Depends] = (),
+    user: params.Depends | None = None,
+    tags: Sequence[str] = (),
+) -> Operation:
+    """Compile `func` and its spec into an Operation: input model, dependency plan, encoder."""
+    op_name: str = name or spec.name or str(getattr(func, "__name__", ""))
+    where = f"operation {op_name!r}"
+    if not _NAME_PATTERN.match(op_name):
+        raise ConfigurationError(
+            f"{where}: names are dotted identifiers such as 'get_todo' or 'users.rename'"
+        )
+    if op_name.startswith("rpc."):
+        raise ConfigurationError(f"{where}: names beginning with 'rpc.' are reserved by JSON-RPC")
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        raise ConfigurationError(f"{where}: generators are stream operations, not {spec.kind}s")
+    if spec.auth is not None and user is None:
+        raise ConfigurationError(
+            f"{where}: auth={spec.auth!r} needs a user resolver: Tether(user=Depends(...))"
+        )
+    hints = _resolve_hints(func, where)
+    signature = inspect.signature(func)
+    dependency_params: list[inspect.Parameter] = []
+    fields: dict[str, Any] = {}
+    renamed: dict[str, str] = {}
+    input_names: list[str] = []
+    for param in signature.parameters.values():
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise ConfigurationError(f"{where}: *args and **kwargs cannot be operation inputs")
+        if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise ConfigurationError(f"{where}: positional-only parameters are not supported")
+        annotation = hints.get(param.name, Any)
+        if is_dependency_parameter(param.name, annotation, param.default, where=where):
+            dependency_params.append(param.replace(annotation=annotation))
+            continue
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        field_name = param.name
+        if hasattr(BaseModel, field_name) or field_name.startswith("model_"):
+            # pydantic reserves these names; validate under an alias instead.
+            field_name = f"tether_field_{param.name}"
+            renamed[field_name] = param.name
+            info = default if isinstance(default, FieldInfo) else FieldInfo(default=default)
+            info = FieldInfo.merge_field_infos(info, alias=param.name)
+            fields[field_name] = (annotation, info)
+        else:
+            fields[field_name] = (annotation, default)
+        input_names.append(param.name)
+    try:
+        input_model = create_model(
+            model_name(op_name, "Params"),
+            __config__=ConfigDict(extra="forbid", populate_by_name=False, protected_namespaces=()),
+            __module__=getattr(func, "__module__", __name__),
+            **fields,
+        )
+    except Exception as exc:  # pydantic raises several types for unusable annotations
+        raise ConfigurationError(f"{where}: cannot build its input model: {exc}") from exc
+    output_type = hints.get("return", Any)
+    try:
+        encoder = ResultEncoder(output_type)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"{where}: cannot serialize return type {output_type!r}: {exc}"
+        ) from exc
+    needs_plan = bool(dependency_params or dependencies or spec.auth is not None)
+    plan = (
+        DependencyPlan(
+            dependency_params,
+            path=path,
+            dependencies=dependencies,
+            user=user if spec.auth is not None else None,
+        )
+        if needs_plan
+        else None
+    )
+    shapes = {
+        param: _query_shape(fields[field_name][0])
+        for field_name, param in zip(fields, input_names, strict=True)
+    }
+    query_shape = (
+        None if any(s is None for s in shapes.values()) else {k: bool(v) for k, v in shapes.items()}
+    )
+    doc = inspect.getdoc(func)
+    return Operation(
+        name=op_name,
+        kind=spec.kind,
+        func=func,
+        is_async=inspect.iscoroutinefunction(func),
+        input_model=input_model,
+        output_type=output_type,
+        encoder=encoder,
+        plan=plan,
+        auth=spec.auth,
+        tags=tuple(dict.fromkeys((*tags, *spec.tags))),
+        summary=spec.summary,
+        description=spec.description if spec.description is not None else doc,
+        deprecated=spec.deprecated,
+        errors=spec.errors,
+        input_names=tuple(input_names),
+        query_shape=query_shape,
+        renamed=renamed,
+    )

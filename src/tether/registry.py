@@ -1,0 +1,256 @@
+"""Tether: registers operations, names and finds them, calls them in-process, mounts transports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from fastapi import params
+
+from .context import CallContext, in_process_scope
+from .errors import ConfigurationError, NotFound, TetherError
+from .invoke import Invoker
+from .operation import Kind, Operation, OperationSpec, compile_operation, get_spec, operation
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from .transports.base import Transport
+
+__all__ = ("Tether",)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+
+
+class Tether:
+    """A set of operations, callable in-process and over every transport once mounted on an app.
+
+    Args:
+        prefix: URL prefix of every tether endpoint, such as `/api`.
+        user: a FastAPI dependency (`Depends(current_user)`) that returns the caller's user,
+            or None when unauthenticated; operations with `auth=` use it.
+        dependencies: FastAPI dependencies solved for every operation, like a router's.
+        tags: OpenAPI tags added to every operation.
+        max_body_size: largest request body accepted, in bytes (default 1 MiB).
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "/api",
+        user: params.Depends | None = None,
+        dependencies: Sequence[params.Depends] = (),
+        tags: Sequence[str] = (),
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+            raise ConfigurationError(f"prefix must start with '/' and not end with one: {prefix!r}")
+        if user is not None and not isinstance(user, params.Depends):
+            raise ConfigurationError("user= takes a dependency: Tether(user=Depends(current_user))")
+        for dependency in dependencies:
+            if not isinstance(dependency, params.Depends):
+                raise ConfigurationError(
+                    f"dependencies= takes Depends(...) objects, not {dependency!r}"
+                )
+        if max_body_size < 1:
+            raise ConfigurationError("max_body_size must be positive")
+        self.prefix = prefix
+        """URL prefix of every tether endpoint."""
+        self.user = user
+        """The dependency that resolves the caller's user, if any."""
+        self.dependencies = tuple(dependencies)
+        """Dependencies solved for every operation."""
+        self.tags = tuple(tags)
+        """OpenAPI tags added to every operation."""
+        self.max_body_size = max_body_size
+        """Largest request body accepted, in bytes."""
+        self.invoker = Invoker()
+        """The invoker every transport calls."""
+        self.app: FastAPI | None = None
+        """The FastAPI app tether is mounted on, once `mount` has run."""
+        self._operations: dict[str, Operation] = {}
+        self._transports: list[Transport] = []
+
+    # -- registration -------------------------------------------------------------------
+
+    def add(self, func: Callable[..., Any], spec: OperationSpec | None = None) -> Operation:
+        """Compile and register `func` (marked by `query`/`command`, or with `spec`).
+
+        Raises:
+            ConfigurationError: the function is not marked, or its name is taken.
+        """
+        spec = spec or get_spec(func)
+        if spec is None:
+            raise ConfigurationError(f"{func!r} is not marked with @query or @command")
+        op = compile_operation(
+            func,
+            spec,
+            path=f"{self.prefix}/call/{spec.name or getattr(func, '__name__', '')}",
+            dependencies=self.dependencies,
+            user=self.user,
+            tags=self.tags,
+        )
+        if op.name in self._operations:
+            raise ConfigurationError(f"operation name {op.name!r} is already registered")
+        self._operations[op.name] = op
+        for transport in self._transports:
+            transport.operation_added(op)
+        return op
+
+    def include(self, *items: Callable[..., Any]) -> None:
+        """Register functions marked with the standalone `query` / `command` decorators."""
+        for item in items:
+            self.add(item)
+
+    def _decorator(self, kind: Kind, func: Any, options: dict[str, Any]) -> Any:
+        mark = operation(kind=kind, **options)
+
+        def register(f: F) -> F:
+            self.add(mark(f))
+            return f
+
+        return register if func is None else register(func)
+
+    @overload
+    def query(self, func: F, /) -> F: ...
+    @overload
+    def query(
+        self,
+        *,
+        name: str | None = None,
+        auth: Any = None,
+        tags: Sequence[str] | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        deprecated: bool = False,
+        errors: Sequence[type[TetherError]] | None = None,
+    ) -> Callable[[F], F]: ...
+    def query(self, func: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
+        """Register a query: an operation that reads, callable with POST and GET."""
+        return self._decorator("query", func, options)
+
+    @overload
+    def command(self, func: F, /) -> F: ...
+    @overload
+    def command(
+        self,
+        *,
+        name: str | None = None,
+        auth: Any = None,
+        tags: Sequence[str] | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        deprecated: bool = False,
+        errors: Sequence[type[TetherError]] | None = None,
+    ) -> Callable[[F], F]: ...
+    def command(self, func: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
+        """Register a command: an operation that changes state, callable with POST."""
+        return self._decorator("command", func, options)
+
+    def operation(
+        self,
+        *,
+        kind: Kind,
+        name: str | None = None,
+        auth: Any = None,
+        tags: Sequence[str] | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        deprecated: bool = False,
+        errors: Sequence[type[TetherError]] | None = None,
+    ) -> Callable[[F], F]:
+        """Register an operation of the given kind."""
+        return self._decorator(  # type: ignore[no-any-return]
+            kind,
+            None,
+            {
+                "name": name,
+                "auth": auth,
+                "tags": tags,
+                "summary": summary,
+                "description": description,
+                "deprecated": deprecated,
+                "errors": errors,
+            },
+        )
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def get(self, name: str) -> Operation:
+        """Return the operation called `name`.
+
+        Raises:
+            NotFound: no operation has that name.
+        """
+        op = self._operations.get(name)
+        if op is None:
+            raise NotFound(f"Unknown operation {name!r}", details={"operation": name})
+        return op
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._operations
+
+    def __iter__(self) -> Iterator[Operation]:
+        return iter(list(self._operations.values()))
+
+    def __len__(self) -> int:
+        return len(self._operations)
+
+    @property
+    def operations(self) -> Mapping[str, Operation]:
+        """Every registered operation, by name."""
+        return self._operations
+
+    # -- calling ------------------------------------------------------------------------
+
+    async def call(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> Any:
+        """Call an operation in-process, with the same validation, dependencies and auth.
+
+        `headers` are what `Header()` dependencies and the user resolver see. Background
+        tasks the call schedules run before this returns.
+
+        Raises:
+            TetherError: as the operation's transports would report it.
+        """
+        op = self.get(name)
+        if op.plan is None:
+            # No dependencies: no request scope to build.
+            return await self.invoker.call(_IN_PROCESS_CONTEXT, op, params)
+        ctx = CallContext(
+            "inprocess", in_process_scope(self.app, f"{self.prefix}/call/{name}", headers)
+        )
+        result = await self.invoker.call(ctx, op, params)
+        if ctx.background is not None:
+            await ctx.background()
+        return result
+
+    # -- mounting -----------------------------------------------------------------------
+
+    def mount(self, app: FastAPI, *, transports: Sequence[Transport] | None = None) -> None:
+        """Add every transport's routes to `app` and document the operations in its OpenAPI.
+
+        Raises:
+            ConfigurationError: tether is already mounted.
+        """
+        if self.app is not None:
+            raise ConfigurationError("this Tether is already mounted on an app")
+        from .transports import default_transports
+
+        self.app = app
+        self.invoker.overrides_provider = app
+        self._transports = list(transports) if transports is not None else default_transports()
+        for transport in self._transports:
+            transport.attach(self, app)
+        app.openapi_schema = None
+
+
+_IN_PROCESS_CONTEXT = CallContext("inprocess", {"type": "http"})

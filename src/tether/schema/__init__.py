@@ -1,0 +1,1 @@
+"""Schema documents derived from the registered operations: OpenAPI routes and extensions."""

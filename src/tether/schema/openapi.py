@@ -1,0 +1,167 @@
+"""OpenAPI documentation of operations, through FastAPI's own generator.
+
+Each operation gets documentation-only `APIRoute`s (POST, and GET for queries) whose
+endpoint signature is the operation's dependencies plus its input model as the body, so
+FastAPI renders headers, security schemes, the named request and response models and the
+declared errors exactly as for a hand-written route. These routes never match a request:
+the HTTP transport dispatches every call through one route and a dict lookup.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import defaultdict
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Body, Query
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, create_model
+from starlette.routing import Match
+from starlette.types import Scope
+
+from ..auth import describe_policy
+from ..errors import (
+    BadRequest,
+    ErrorEnvelope,
+    Forbidden,
+    InternalError,
+    TetherError,
+    Unauthorized,
+    ValidationFailed,
+)
+from ..operation import model_name
+
+if TYPE_CHECKING:
+    from ..operation import Operation
+    from ..registry import Tether
+
+__all__ = ("DocumentationRoute", "documentation_routes", "operation_errors", "tether_extension")
+
+
+class DocumentationRoute(APIRoute):
+    """An `APIRoute` that only documents an operation in OpenAPI; it never matches a request."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Never match: calls are dispatched by the transport's single route."""
+        return Match.NONE, {}
+
+
+def operation_errors(op: Operation) -> list[type[TetherError]]:
+    """Return every error class an operation can answer with, declared ones included."""
+    errors: list[type[TetherError]] = [BadRequest, ValidationFailed]
+    if op.auth is not None:
+        errors += [Unauthorized, Forbidden]
+    errors += [error for error in op.errors if error not in errors]
+    errors.append(InternalError)
+    return errors
+
+
+def tether_extension(op: Operation) -> dict[str, Any]:
+    """Return the `x-tether` OpenAPI extension: the operation's kind and policy."""
+    return {
+        "name": op.name,
+        "kind": op.kind,
+        "auth": describe_policy(op.auth),
+        "errors": [error.code for error in operation_errors(op)],
+    }
+
+
+def _responses(op: Operation) -> dict[int | str, dict[str, Any]]:
+    by_status: dict[int, list[type[TetherError]]] = defaultdict(list)
+    for error in operation_errors(op):
+        by_status[error.status].append(error)
+    return {
+        status: {
+            "model": ErrorEnvelope,
+            "description": "; ".join(f"`{e.code}`: {e.message}" for e in errors),
+        }
+        for status, errors in sorted(by_status.items())
+    }
+
+
+def _result_model(op: Operation) -> type[BaseModel]:
+    return create_model(
+        model_name(op.name, "Result"),
+        __module__=op.input_model.__module__,
+        result=(op.output_type, ...),
+    )
+
+
+def _endpoint(parameters: list[inspect.Parameter]) -> Any:
+    def documented_operation(**values: Any) -> None:  # pragma: no cover - never called
+        raise RuntimeError("documentation routes are never called")
+
+    documented_operation.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return documented_operation
+
+
+def documentation_routes(op: Operation, api: Tether) -> list[DocumentationRoute]:
+    """Build the OpenAPI-only routes (POST, plus GET for queries) of one operation."""
+    dependency_params = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in (op.plan.parameters if op.plan is not None else ())
+    ]
+    dependencies = list(api.dependencies)
+    if op.auth is not None and api.user is not None:
+        dependencies.append(api.user)
+    path = f"{api.prefix}/call/{op.name}"
+    result_model = _result_model(op)
+    common: dict[str, Any] = {
+        "response_model": result_model,
+        "tags": list(op.tags) or None,
+        "summary": op.summary or op.name,
+        "description": op.description,
+        "deprecated": op.deprecated or None,
+        "responses": _responses(op),
+        "dependencies": dependencies,
+        "openapi_extra": {"x-tether": tether_extension(op)},
+    }
+    post_params = list(dependency_params)
+    if op.input_names:
+        required = any(f.is_required() for f in op.input_model.model_fields.values())
+        post_params.append(
+            inspect.Parameter(
+                "params",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=op.input_model,
+                default=Body(...) if required else Body(None),
+            )
+        )
+    routes = [
+        DocumentationRoute(
+            path,
+            _endpoint(post_params),
+            methods=["POST"],
+            operation_id=op.name,
+            **common,
+        )
+    ]
+    if op.kind == "query" and op.query_shape is not None:
+        get_params = list(dependency_params)
+        for field_name, field in op.input_model.model_fields.items():
+            name = op.renamed.get(field_name, field_name)
+            get_params.append(
+                inspect.Parameter(
+                    name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    annotation=(
+                        Annotated[(field.annotation, *field.metadata)]
+                        if field.metadata
+                        else field.annotation
+                    ),
+                    default=Query(
+                        ... if field.is_required() else field.default,
+                        description=field.description,
+                    ),
+                )
+            )
+        routes.append(
+            DocumentationRoute(
+                path,
+                _endpoint(get_params),
+                methods=["GET"],
+                operation_id=f"{op.name}__get",
+                **common,
+            )
+        )
+    return routes

@@ -1,0 +1,13 @@
+"""Transports: thin adapters between a wire format and the invoker."""
+
+from __future__ import annotations
+
+from .base import Transport
+from .http import HttpTransport
+
+__all__ = ("HttpTransport", "Transport", "default_transports")
+
+
+def default_transports() -> list[Transport]:
+    """Return a fresh instance of every built-in transport, in mounting order."""
+    return [HttpTransport()]

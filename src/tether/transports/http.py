@@ -1,0 +1,133 @@
+"""The HTTP transport: `POST {prefix}/call/{name}` (and `GET` for queries).
+
+A call answers `200 {"result": ...}`; a failure answers the error's status with
+`{"error": {"code", "message", "details"}}`. Dispatch is one route and a dict lookup,
+whatever the number of operations; each operation also gets documentation-only routes so
+that FastAPI's OpenAPI and Swagger UI show it as a real endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from ..context import CallContext
+from ..errors import BadRequest, MethodNotAllowed, TetherError
+from ..schema.openapi import documentation_routes
+from ._body import parse_json, read_body, require_json_content_type
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ..operation import Operation
+    from ..registry import Tether
+
+__all__ = ("HttpTransport", "encode_error")
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def encode_error(error: TetherError) -> bytes:
+    """Return the JSON error envelope `{"error": {...}}` for `error`."""
+    return orjson.dumps({"error": error.to_dict()})
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class HttpTransport:
+    """Serves `POST/GET {prefix}/call/{name}` with the invoker, and documents each operation."""
+
+    def __init__(self) -> None:
+        self.api: Tether | None = None
+        self.app: FastAPI | None = None
+
+    def attach(self, api: Tether, app: FastAPI) -> None:
+        """Add the call route and one documentation route per operation to `app`."""
+        self.api = api
+        self.app = app
+        # The dispatch route comes first: documentation routes never match a request.
+        app.router.routes.append(
+            Route(f"{api.prefix}/call/{{name}}", endpoint=self, include_in_schema=False)
+        )
+        for op in api:
+            self.operation_added(op)
+
+    def operation_added(self, op: Operation) -> None:
+        """Document an operation in the app's OpenAPI."""
+        assert self.api is not None
+        assert self.app is not None
+        self.app.router.routes.extend(documentation_routes(op, self.api))
+        self.app.openapi_schema = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one HTTP call (the ASGI entry point of the call route)."""
+        api = self.api
+        assert api is not None
+        ctx: CallContext | None = None
+        try:
+            try:
+                payload, ctx = await self._handle(api, scope, receive)
+                status = 200
+                body = b'{"result":' + payload + b"}"
+            except TetherError as error:
+                status = error.status
+                body = encode_error(error)
+        except _ClientGone:
+            return
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        response = ctx.response if ctx is not None else None
+        if response is not None:
+            if response.status_code is not None and status == 200:
+                status = response.status_code
+            headers.extend(
+                (key, value) for key, value in response.raw_headers if key != b"content-type"
+            )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        if ctx is not None and ctx.background is not None:
+            await ctx.background()
+
+    async def _handle(
+        self, api: Tether, scope: Scope, receive: Receive
+    ) -> tuple[bytes, CallContext]:
+        op = api.get(scope["path_params"]["name"])
+        method = scope["method"]
+        params: Any
+        body: bytes | None = None
+        if method == "POST":
+            require_json_content_type(scope)
+            try:
+                body = await read_body(scope, receive, api.max_body_size)
+            except BadRequest as error:
+                if error.detail_message == "Client disconnected":
+                    raise _ClientGone() from None
+                raise
+            params = parse_json(body) if body else {}
+            if not isinstance(params, dict):
+                raise BadRequest(
+                    "The request body must be a JSON object of parameters",
+                    details={"received": type(params).__name__},
+                )
+        elif method == "GET" and op.kind == "query":
+            if op.query_shape is None:
+                raise MethodNotAllowed(
+                    f"{op.name} takes structured input; call it with POST and a JSON body"
+                )
+            params = op.params_from_query(_query_items(scope))
+        else:
+            allowed = "GET, POST" if op.kind == "query" else "POST"
+            raise MethodNotAllowed(f"{method} is not allowed for {op.name}; use {allowed}")
+        ctx = CallContext("http", scope, receive, body=body if body is not None else b"")
+        payload = await api.invoker.call(ctx, op, params, encode=True)
+        return payload, ctx
+
+
+def _query_items(scope: Scope) -> list[tuple[str, str]]:
+    raw = scope.get("query_string", b"")
+    return parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
