@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m uvicorn examples.todo.app:app --host 127.0.0.1 --port $(PORT)
 
-test: $(STAMP)
+# Node packages used by tests that drive tether with third-party JS clients.
+NODE_DIR := tests/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+
+$(NODE_STAMP): $(NODE_DIR)/package.json
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term -q
 
 lint: $(STAMP)
