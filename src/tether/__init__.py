@@ -1,6 +1,7 @@
 """tether: typed Python functions, callable over HTTP, JSON-RPC, WebSocket and SSE, on FastAPI."""
 
 from .context import CallContext as CallContext
+from .dependencies import PerBatch as PerBatch, PerConnection as PerConnection
 from .errors import (
     BadRequest as BadRequest,
     ConfigurationError as ConfigurationError,
@@ -32,6 +33,8 @@ __all__ = (
     "NotFound",
     "Operation",
     "PayloadTooLarge",
+    "PerBatch",
+    "PerConnection",
     "Tether",
     "TetherError",
     "TooManyRequests",

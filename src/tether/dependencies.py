@@ -26,7 +26,17 @@ from starlette.responses import Response
 
 from .errors import ConfigurationError, ValidationFailed
 
-__all__ = ("USER_KEY", "DependencyPlan", "SolvedCall", "is_dependency_parameter")
+__all__ = (
+    "USER_KEY",
+    "BatchScoped",
+    "ConnectionScoped",
+    "DependencyPlan",
+    "PerBatch",
+    "PerConnection",
+    "SolvedCall",
+    "is_dependency_parameter",
+    "scope_with_stacks",
+)
 
 USER_KEY = "__tether_user__"
 """Name under which the `Tether(user=...)` dependency is solved; never an input."""
@@ -34,6 +44,24 @@ USER_KEY = "__tether_user__"
 _SPECIAL_TYPES = (HTTPConnection, Response, BackgroundTasks, SecurityScopes)
 _DEPENDENCY_MARKERS = (params.Depends, params.Header, params.Cookie)
 _INPUT_MARKERS = (params.Query, params.Path, params.Body)
+
+
+class BatchScoped(params.Depends):
+    """A `Depends` solved once per JSON-RPC batch (and per call elsewhere), shared by its items."""
+
+
+class ConnectionScoped(params.Depends):
+    """A `Depends` solved once per WebSocket connection (and per call elsewhere)."""
+
+
+def PerBatch(dependency: Any, *, use_cache: bool = True) -> Any:
+    """Declare a dependency solved once per JSON-RPC batch and shared by every item in it."""
+    return BatchScoped(dependency=dependency, use_cache=use_cache)
+
+
+def PerConnection(dependency: Any, *, use_cache: bool = True) -> Any:
+    """Declare a dependency solved once per WebSocket connection and shared by its messages."""
+    return ConnectionScoped(dependency=dependency, use_cache=use_cache)
 
 
 def _strip_annotated(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -65,20 +93,33 @@ def is_dependency_parameter(name: str, annotation: Any, default: Any, *, where: 
 class SolvedCall:
     """The values FastAPI solved for one call, and what the call's dependencies left behind."""
 
-    __slots__ = ("background", "response", "values")
+    __slots__ = ("background", "cache", "response", "values")
 
     def __init__(
-        self, values: dict[str, Any], response: Response, background: BackgroundTasks | None
+        self,
+        values: dict[str, Any],
+        response: Response,
+        background: BackgroundTasks | None,
+        cache: dict[Any, Any],
     ) -> None:
         self.values = values
         self.response = response
         self.background = background
+        self.cache = cache
+        """FastAPI's dependency cache after solving: seeds calls that share these values."""
 
 
 class DependencyPlan:
     """A compiled FastAPI `Dependant` for one operation, built once at registration."""
 
-    __slots__ = ("dependant", "has_user", "names", "parameters")
+    __slots__ = (
+        "batch_scoped",
+        "connection_scoped",
+        "dependant",
+        "has_user",
+        "names",
+        "parameters",
+    )
 
     def __init__(
         self,
@@ -118,6 +159,15 @@ class DependencyPlan:
         self.has_user = user is not None
         self.parameters: tuple[inspect.Parameter, ...] = tuple(parameters)
         """The operation's own dependency parameters, as declared."""
+        declared = [*dependencies, *(_depends_of(p) for p in parameters)]
+        self.batch_scoped: tuple[params.Depends, ...] = tuple(
+            d for d in declared if isinstance(d, BatchScoped)
+        )
+        """Dependencies solved once per batch when the call is a batch item."""
+        self.connection_scoped: tuple[params.Depends, ...] = tuple(
+            d for d in declared if isinstance(d, ConnectionScoped)
+        )
+        """Dependencies solved once per connection when the call is a socket message."""
 
     async def solve(
         self,
@@ -142,7 +192,17 @@ class DependencyPlan:
         )
         if solved.errors:
             raise ValidationFailed.from_errors(solved.errors)
-        return SolvedCall(solved.values, solved.response, solved.background_tasks)
+        return SolvedCall(
+            solved.values, solved.response, solved.background_tasks, solved.dependency_cache
+        )
+
+
+def _depends_of(parameter: inspect.Parameter) -> params.Depends | None:
+    _, metadata = _strip_annotated(parameter.annotation)
+    for marker in (parameter.default, *metadata):
+        if isinstance(marker, params.Depends):
+            return marker
+    return None
 
 
 def scope_with_stacks(

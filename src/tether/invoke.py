@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
+from fastapi import params
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from .auth import check_auth
-from .dependencies import USER_KEY, scope_with_stacks
+from .dependencies import USER_KEY, DependencyPlan, scope_with_stacks
 from .errors import InternalError, TetherError, ValidationFailed, error_for_status
 
 if TYPE_CHECKING:
@@ -39,11 +40,12 @@ _NO_RESULT: Any = object()
 class Invoker:
     """Runs operations: the one place that holds validation, dependencies, auth and encoding."""
 
-    __slots__ = ("overrides_provider",)
+    __slots__ = ("_shared_plans", "overrides_provider")
 
     def __init__(self, overrides_provider: Any = None) -> None:
         self.overrides_provider = overrides_provider
         """Object whose `dependency_overrides` apply (the FastAPI app tether is mounted on)."""
+        self._shared_plans: dict[tuple[params.Depends, ...], DependencyPlan] = {}
 
     async def call(
         self,
@@ -119,6 +121,38 @@ class Invoker:
                 " re-raise it after handling"
             )
         return result
+
+    async def solve_shared(
+        self,
+        ctx: CallContext,
+        dependencies: Sequence[params.Depends],
+        stack: AsyncExitStack,
+    ) -> dict[Any, Any]:
+        """Solve dependencies shared by many calls (a batch, a connection) once.
+
+        Yield dependencies close when `stack` closes; the caller opens and closes it in one
+        task around all the calls. Returns FastAPI's dependency cache, to pass as
+        `dependency_cache` to each call so that they reuse the shared values.
+
+        Raises:
+            TetherError: a shared dependency failed; every call it covers fails the same way.
+        """
+        if not dependencies:
+            return {}
+        plan = self._shared_plans.get(tuple(dependencies))
+        if plan is None:
+            plan = DependencyPlan((), path="", dependencies=dependencies)
+            self._shared_plans[tuple(dependencies)] = plan
+        try:
+            request = Request(scope_with_stacks(ctx.scope, stack, stack), ctx.receive)
+            if ctx.body is not None:
+                request._body = ctx.body
+            solved = await plan.solve(
+                request, overrides_provider=self.overrides_provider or ctx.scope.get("app")
+            )
+        except Exception as exc:
+            raise self.map_exception(exc, "shared dependencies") from None
+        return solved.cache
 
     @staticmethod
     def map_exception(exc: Exception, name: str) -> TetherError:

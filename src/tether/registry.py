@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from fastapi import params
 
 from .context import CallContext, in_process_scope
+from .dependencies import BatchScoped, ConnectionScoped
 from .errors import ConfigurationError, NotFound, TetherError
 from .invoke import Invoker
 from .operation import Kind, Operation, OperationSpec, compile_operation, get_spec, operation
@@ -32,6 +33,10 @@ class Tether:
         user: a FastAPI dependency (`Depends(current_user)`) that returns the caller's user,
             or None when unauthenticated; operations with `auth=` use it.
         dependencies: FastAPI dependencies solved for every operation, like a router's.
+        batch_dependencies: dependencies of every operation that a JSON-RPC batch solves once
+            and shares between its items (solved per call elsewhere).
+        connection_dependencies: dependencies of every operation that a WebSocket connection
+            solves once and shares between its messages (solved per call elsewhere).
         tags: OpenAPI tags added to every operation.
         max_body_size: largest request body accepted, in bytes (default 1 MiB).
     """
@@ -42,6 +47,8 @@ class Tether:
         prefix: str = "/api",
         user: params.Depends | None = None,
         dependencies: Sequence[params.Depends] = (),
+        batch_dependencies: Sequence[params.Depends] = (),
+        connection_dependencies: Sequence[params.Depends] = (),
         tags: Sequence[str] = (),
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
@@ -49,7 +56,7 @@ class Tether:
             raise ConfigurationError(f"prefix must start with '/' and not end with one: {prefix!r}")
         if user is not None and not isinstance(user, params.Depends):
             raise ConfigurationError("user= takes a dependency: Tether(user=Depends(current_user))")
-        for dependency in dependencies:
+        for dependency in (*dependencies, *batch_dependencies, *connection_dependencies):
             if not isinstance(dependency, params.Depends):
                 raise ConfigurationError(
                     f"dependencies= takes Depends(...) objects, not {dependency!r}"
@@ -60,8 +67,12 @@ class Tether:
         """URL prefix of every tether endpoint."""
         self.user = user
         """The dependency that resolves the caller's user, if any."""
-        self.dependencies = tuple(dependencies)
-        """Dependencies solved for every operation."""
+        self.dependencies = (
+            *dependencies,
+            *(_scoped(BatchScoped, d) for d in batch_dependencies),
+            *(_scoped(ConnectionScoped, d) for d in connection_dependencies),
+        )
+        """Dependencies solved for every operation (batch- and connection-scoped ones last)."""
         self.tags = tuple(tags)
         """OpenAPI tags added to every operation."""
         self.max_body_size = max_body_size
@@ -251,6 +262,12 @@ class Tether:
         for transport in self._transports:
             transport.attach(self, app)
         app.openapi_schema = None
+
+
+def _scoped(kind: type[params.Depends], depends: params.Depends) -> params.Depends:
+    if isinstance(depends, kind):
+        return depends
+    return kind(dependency=depends.dependency, use_cache=depends.use_cache)
 
 
 _IN_PROCESS_CONTEXT = CallContext("inprocess", {"type": "http"})
