@@ -1,0 +1,1 @@
+"""The conformance app: the fixed set of operations every transport is tested against."""
