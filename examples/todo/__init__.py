@@ -1,0 +1,1 @@
+"""The todo demo that `make demo` serves: tether on FastAPI with SQLite."""

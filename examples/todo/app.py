@@ -1,0 +1,277 @@
+"""A small todo app: tether operations on FastAPI, stored in SQLite.
+
+Run it with `make demo` (or `uvicorn examples.todo.app:app`), then open
+http://127.0.0.1:8000/ for a tiny page, http://127.0.0.1:8000/docs for Swagger UI, or:
+
+    curl -X POST localhost:8000/api/call/add_todo -H 'Authorization: Bearer ada' \
+         -H 'Content-Type: application/json' -d '{"title": "write docs"}'
+    curl 'localhost:8000/api/call/list_todos?done=false'
+
+The database is one SQLite file: `$TODO_DB` if set, else `tether-todo.db` in the system's
+temporary directory. No other service is needed.
+
+The caller is whoever `Authorization: Bearer <name>` names; the name `admin` is staff.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from tether import Conflict, Forbidden, NotFound, Tether, command, query
+
+__all__ = ("Stats", "Todo", "User", "app", "create_app", "default_db_path")
+
+STAFF = frozenset({"admin"})
+"""User names that are staff."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS todos (
+    id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT    NOT NULL,
+    done  INTEGER NOT NULL DEFAULT 0,
+    owner TEXT    NOT NULL
+)
+"""
+
+
+# -- models ------------------------------------------------------------------------------
+
+
+class Todo(BaseModel):
+    """One todo item."""
+
+    id: int
+    title: str
+    done: bool
+    owner: str
+
+
+class User(BaseModel):
+    """The caller, resolved from the `Authorization` header."""
+
+    name: str
+    is_staff: bool = False
+
+
+class Stats(BaseModel):
+    """Counts of todos, for staff."""
+
+    total: int
+    done: int
+    open: int
+
+
+# -- dependencies ------------------------------------------------------------------------
+
+
+def get_db(request: Request) -> Iterator[sqlite3.Connection]:
+    """Open a connection for one call; commit if the call succeeds, roll back if it fails."""
+    connection = sqlite3.connect(request.app.state.todo_db, check_same_thread=False)
+    connection.row_factory = sqlite3.Row
+    try:
+        yield connection
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        connection.close()
+
+
+DB = Annotated[sqlite3.Connection, Depends(get_db)]
+
+
+async def current_user(authorization: Annotated[str | None, Header()] = None) -> User | None:
+    """Resolve `Authorization: Bearer <name>` to a user; None when the header is missing."""
+    if authorization is None:
+        return None
+    scheme, _, name = authorization.partition(" ")
+    name = name.strip()
+    if scheme.lower() != "bearer" or not name:
+        return None
+    return User(name=name, is_staff=name in STAFF)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def _row_to_todo(row: sqlite3.Row) -> Todo:
+    return Todo(id=row["id"], title=row["title"], done=bool(row["done"]), owner=row["owner"])
+
+
+def _fetch(db: sqlite3.Connection, id: int) -> Todo:
+    row = db.execute("SELECT * FROM todos WHERE id = ?", (id,)).fetchone()
+    if row is None:
+        raise NotFound(f"No todo with id {id}", details={"id": id})
+    return _row_to_todo(row)
+
+
+# -- operations --------------------------------------------------------------------------
+
+
+@query
+def list_todos(db: DB, done: bool | None = None) -> list[Todo]:
+    """List every todo, oldest first; `done` filters by state."""
+    if done is None:
+        rows = db.execute("SELECT * FROM todos ORDER BY id").fetchall()
+    else:
+        rows = db.execute("SELECT * FROM todos WHERE done = ? ORDER BY id", (done,)).fetchall()
+    return [_row_to_todo(row) for row in rows]
+
+
+@query(errors=[NotFound])
+def get_todo(id: int, db: DB) -> Todo:
+    """Fetch one todo by id."""
+    return _fetch(db, id)
+
+
+@command(auth=True, errors=[Conflict])
+def add_todo(
+    title: Annotated[str, Field(min_length=1, max_length=200)], db: DB, user: CurrentUser
+) -> Todo:
+    """Add a todo owned by the caller; a title already open for them is a conflict."""
+    duplicate = db.execute(
+        "SELECT id FROM todos WHERE owner = ? AND title = ? AND done = 0", (user.name, title)
+    ).fetchone()
+    if duplicate is not None:
+        raise Conflict("You already have this todo open", details={"id": duplicate["id"]})
+    cursor = db.execute("INSERT INTO todos (title, owner) VALUES (?, ?)", (title, user.name))
+    assert cursor.lastrowid is not None
+    return _fetch(db, cursor.lastrowid)
+
+
+@command(auth=True, errors=[NotFound])
+def toggle_todo(id: int, db: DB) -> Todo:
+    """Flip a todo between done and open."""
+    _fetch(db, id)
+    db.execute("UPDATE todos SET done = 1 - done WHERE id = ?", (id,))
+    return _fetch(db, id)
+
+
+@command(auth=True, errors=[NotFound])
+def delete_todo(id: int, db: DB, user: CurrentUser) -> None:
+    """Delete a todo; only its owner or staff may."""
+    todo = _fetch(db, id)
+    if todo.owner != user.name and not user.is_staff:
+        raise Forbidden("Only the owner or staff may delete a todo", details={"id": id})
+    db.execute("DELETE FROM todos WHERE id = ?", (id,))
+
+
+@query(auth="staff")
+def stats(db: DB) -> Stats:
+    """Count todos, done and open; staff only."""
+    total, done = db.execute("SELECT COUNT(*), COALESCE(SUM(done), 0) FROM todos").fetchone()
+    return Stats(total=total, done=done, open=total - done)
+
+
+# -- the app -----------------------------------------------------------------------------
+
+
+def default_db_path() -> Path:
+    """Return the database file: `$TODO_DB`, else `tether-todo.db` in the temp directory."""
+    configured = os.environ.get("TODO_DB")
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / "tether-todo.db"
+
+
+def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
+    """Build the todo app on the SQLite file `db_path` (default: `default_db_path()`)."""
+    path = Path(db_path) if db_path is not None else default_db_path()
+    with sqlite3.connect(path) as connection:
+        connection.execute(SCHEMA)
+    connection.close()
+
+    app = FastAPI(title="tether todo demo", version="0.1.0")
+    app.state.todo_db = str(path)
+    api = Tether(prefix="/api", user=Depends(current_user), tags=["todos"])
+    api.include(list_todos, get_todo, add_todo, toggle_todo, delete_todo, stats)
+    api.mount(app)
+    app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
+    return app
+
+
+async def index() -> HTMLResponse:
+    """Serve the demo page."""
+    return HTMLResponse(INDEX_HTML)
+
+
+INDEX_HTML = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>tether todo demo</title>
+<style>
+  body { font: 16px/1.5 system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; }
+  li.done span { text-decoration: line-through; color: #888; }
+  button { margin-left: .5rem; }
+  #error { color: #b00; }
+</style>
+</head>
+<body>
+<h1>tether todo demo</h1>
+<p>Every button calls <code>POST /api/call/&lt;operation&gt;</code> with <code>fetch()</code>.
+See <a href="/docs">/docs</a> for every operation.</p>
+<p><label>Your name (sent as <code>Authorization: Bearer &lt;name&gt;</code>):
+  <input id="user" value="ada"></label></p>
+<form id="add"><input id="title" placeholder="What needs doing?" required>
+  <button>Add</button></form>
+<p id="error"></p>
+<ul id="todos"></ul>
+<script>
+async function call(name, params) {
+  const response = await fetch("/api/call/" + name, {
+    method: "POST",
+    headers: {"Content-Type": "application/json",
+              "Authorization": "Bearer " + document.getElementById("user").value},
+    body: JSON.stringify(params || {}),
+  });
+  const body = await response.json();
+  if (body.error) {
+    document.getElementById("error").textContent = body.error.code + ": " + body.error.message;
+    throw new Error(body.error.code);
+  }
+  document.getElementById("error").textContent = "";
+  return body.result;
+}
+async function refresh() {
+  const list = document.getElementById("todos");
+  list.replaceChildren();
+  for (const todo of await call("list_todos")) {
+    const item = document.createElement("li");
+    item.className = todo.done ? "done" : "";
+    const text = document.createElement("span");
+    text.textContent = todo.title + " (" + todo.owner + ")";
+    const toggle = document.createElement("button");
+    toggle.textContent = todo.done ? "Reopen" : "Done";
+    toggle.onclick = () => call("toggle_todo", {id: todo.id}).then(refresh);
+    const remove = document.createElement("button");
+    remove.textContent = "Delete";
+    remove.onclick = () => call("delete_todo", {id: todo.id}).then(refresh);
+    item.append(text, toggle, remove);
+    list.append(item);
+  }
+}
+document.getElementById("add").onsubmit = async (event) => {
+  event.preventDefault();
+  const title = document.getElementById("title");
+  await call("add_todo", {title: title.value});
+  title.value = "";
+  refresh();
+};
+refresh();
+</script>
+</body>
+</html>
+"""
+
+app = create_app()
