@@ -20,6 +20,7 @@ from .errors import (
 )
 from .operation import Operation as Operation, command as command, query as query
 from .registry import Tether as Tether
+from .services import Service as Service
 
 __all__ = (
     "BadRequest",
@@ -35,6 +36,7 @@ __all__ = (
     "PayloadTooLarge",
     "PerBatch",
     "PerConnection",
+    "Service",
     "Tether",
     "TetherError",
     "TooManyRequests",

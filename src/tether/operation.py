@@ -63,6 +63,27 @@ class OperationSpec:
     description: str | None = None
     deprecated: bool = False
     errors: tuple[type[TetherError], ...] = ()
+    uses: tuple[str, ...] | None = None
+    """For a service method: the class dependencies it reads (None: all of them)."""
+
+
+_marked_methods: dict[str, list[Callable[..., Any]]] = {}
+"""Marked functions defined in a class body, by "module:class qualname", until the class exists.
+
+Lets a service detect a marked method that a later definition in the same body shadowed.
+"""
+
+
+def _note_method(func: Callable[..., Any]) -> None:
+    qualname = getattr(func, "__qualname__", "")
+    owner, _, _ = qualname.rpartition(".")
+    if owner and not owner.endswith("<locals>"):
+        _marked_methods.setdefault(f"{func.__module__}:{owner}", []).append(func)
+
+
+def take_marked_methods(cls: type) -> list[Callable[..., Any]]:
+    """Return (and forget) the marked functions whose definition was inside `cls`'s body."""
+    return _marked_methods.pop(f"{cls.__module__}:{cls.__qualname__}", [])
 
 
 def get_spec(func: Any) -> OperationSpec | None:
@@ -81,6 +102,7 @@ def _make_spec(
     description: str | None,
     deprecated: bool,
     errors: Sequence[type[TetherError]] | None,
+    uses: Sequence[str] | None = None,
 ) -> OperationSpec:
     if kind not in _KINDS:
         raise ConfigurationError(f"kind must be one of {_KINDS}, not {kind!r}")
@@ -90,12 +112,15 @@ def _make_spec(
     return OperationSpec(
         kind=kind,  # type: ignore[arg-type]
         name=name,
-        auth=validate_policy(auth, where=name or "operation"),
+        # False is kept (not normalised to None): on a service method it overrides the
+        # service's default policy.
+        auth=False if auth is False else validate_policy(auth, where=name or "operation"),
         tags=tuple(tags or ()),
         summary=summary,
         description=description,
         deprecated=deprecated,
         errors=tuple(errors or ()),
+        uses=None if uses is None else tuple(uses),
     )
 
 
@@ -109,8 +134,13 @@ def operation(
     description: str | None = None,
     deprecated: bool = False,
     errors: Sequence[type[TetherError]] | None = None,
+    uses: Sequence[str] | None = None,
 ) -> Callable[[F], F]:
-    """Mark a function as an operation of the given kind, returning the function unchanged."""
+    """Mark a function as an operation of the given kind, returning the function unchanged.
+
+    `uses` applies to service methods only: the class dependencies the method reads, so
+    that the others (which may be expensive) are not solved for it.
+    """
     spec = _make_spec(
         kind,
         name=name,
@@ -120,10 +150,14 @@ def operation(
         description=description,
         deprecated=deprecated,
         errors=errors,
+        uses=uses,
     )
 
     def mark(func: F) -> F:
+        if isinstance(func, staticmethod | classmethod):
+            raise ConfigurationError("operations cannot be static or class methods")
         setattr(func, _SPEC_ATTRIBUTE, spec)
+        _note_method(func)
         return func
 
     return mark
@@ -141,6 +175,7 @@ def query(
     description: str | None = None,
     deprecated: bool = False,
     errors: Sequence[type[TetherError]] | None = None,
+    uses: Sequence[str] | None = None,
 ) -> Callable[[F], F]: ...
 def query(func: Any = None, /, **options: Any) -> Any:
     """Mark a function as a query: it reads, and may also be called with HTTP GET."""
@@ -160,6 +195,7 @@ def command(
     description: str | None = None,
     deprecated: bool = False,
     errors: Sequence[type[TetherError]] | None = None,
+    uses: Sequence[str] | None = None,
 ) -> Callable[[F], F]: ...
 def command(func: Any = None, /, **options: Any) -> Any:
     """Mark a function as a command: it changes state, and is called with POST only."""
@@ -342,8 +378,15 @@ def compile_operation(
     dependencies: Sequence[params.Depends] = (),
     user: params.Depends | None = None,
     tags: Sequence[str] = (),
+    signature: inspect.Signature | None = None,
+    hints: Mapping[str, Any] | None = None,
+    doc: str | None = None,
 ) -> Operation:
-    """Compile `func` and its spec into an Operation: input model, dependency plan, encoder."""
+    """Compile `func` and its spec into an Operation: input model, dependency plan, encoder.
+
+    `signature`, `hints` and `doc` replace what is read from `func` (services pass the
+    method's, without `self` and with the class dependencies added).
+    """
     op_name: str = name or spec.name or str(getattr(func, "__name__", ""))
     where = f"operation {op_name!r}"
     if not _NAME_PATTERN.match(op_name):
@@ -354,12 +397,15 @@ def compile_operation(
         raise ConfigurationError(f"{where}: names beginning with 'rpc.' are reserved by JSON-RPC")
     if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
         raise ConfigurationError(f"{where}: generators are stream operations, not {spec.kind}s")
-    if spec.auth is not None and user is None:
+    auth = None if spec.auth is False else spec.auth
+    if auth is not None and user is None:
         raise ConfigurationError(
             f"{where}: auth={spec.auth!r} needs a user resolver: Tether(user=Depends(...))"
         )
-    hints = _resolve_hints(func, where)
-    signature = inspect.signature(func)
+    if hints is None:
+        hints = _resolve_hints(func, where)
+    if signature is None:
+        signature = inspect.signature(func)
     dependency_params: list[inspect.Parameter] = []
     fields: dict[str, Any] = {}
     renamed: dict[str, str] = {}
@@ -401,13 +447,13 @@ def compile_operation(
         raise ConfigurationError(
             f"{where}: cannot serialize return type {output_type!r}: {exc}"
         ) from exc
-    needs_plan = bool(dependency_params or dependencies or spec.auth is not None)
+    needs_plan = bool(dependency_params or dependencies or auth is not None)
     plan = (
         DependencyPlan(
             dependency_params,
             path=path,
             dependencies=dependencies,
-            user=user if spec.auth is not None else None,
+            user=user if auth is not None else None,
         )
         if needs_plan
         else None
@@ -419,7 +465,8 @@ def compile_operation(
     query_shape = (
         None if any(s is None for s in shapes.values()) else {k: bool(v) for k, v in shapes.items()}
     )
-    doc = inspect.getdoc(func)
+    if doc is None:
+        doc = inspect.getdoc(func)
     return Operation(
         name=op_name,
         kind=spec.kind,
@@ -429,7 +476,7 @@ def compile_operation(
         output_type=output_type,
         encoder=encoder,
         plan=plan,
-        auth=spec.auth,
+        auth=auth,
         tags=tuple(dict.fromkeys((*tags, *spec.tags))),
         summary=spec.summary,
         description=spec.description if spec.description is not None else doc,

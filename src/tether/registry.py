@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from fastapi import params
@@ -12,6 +14,7 @@ from .dependencies import BatchScoped, ConnectionScoped
 from .errors import ConfigurationError, NotFound, TetherError
 from .invoke import Invoker
 from .operation import Kind, Operation, OperationSpec, compile_operation, get_spec, operation
+from .services import ServiceTable, bound_operation_function, service_table
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -95,6 +98,8 @@ class Tether:
         spec = spec or get_spec(func)
         if spec is None:
             raise ConfigurationError(f"{func!r} is not marked with @query or @command")
+        if spec.uses is not None:
+            raise ConfigurationError(f"{func!r}: uses=[...] applies to service methods only")
         op = compile_operation(
             func,
             spec,
@@ -103,17 +108,67 @@ class Tether:
             user=self.user,
             tags=self.tags,
         )
-        if op.name in self._operations:
-            raise ConfigurationError(f"operation name {op.name!r} is already registered")
-        self._operations[op.name] = op
-        for transport in self._transports:
-            transport.operation_added(op)
+        self._register([op])
         return op
 
-    def include(self, *items: Callable[..., Any]) -> None:
-        """Register functions marked with the standalone `query` / `command` decorators."""
+    def _register(self, ops: Sequence[Operation]) -> None:
+        names = [op.name for op in ops]
+        for name in names:
+            if name in self._operations or names.count(name) > 1:
+                raise ConfigurationError(f"operation name {name!r} is already registered")
+        for op in ops:
+            self._operations[op.name] = op
+            for transport in self._transports:
+                transport.operation_added(op)
+
+    def include(self, *items: Any) -> None:
+        """Register service classes, and functions marked with the standalone `query` / `command`.
+
+        Raises:
+            ConfigurationError: an abstract service, an unmarked function, or a name taken.
+        """
         for item in items:
-            self.add(item)
+            table = service_table(item)
+            if table is None:
+                self.add(item)
+            else:
+                self._register(self._compile_service(item, table))
+
+    def _compile_service(self, cls: type, table: ServiceTable) -> list[Operation]:
+        if table.abstract:
+            raise ConfigurationError(f"{cls.__qualname__} is abstract and cannot be included")
+        ops = []
+        for attribute, method in table.methods.items():
+            spec = method.spec
+            used = (
+                dict(table.dependencies)
+                if spec.uses is None
+                else {name: table.dependencies[name] for name in spec.uses}
+            )
+            signature = method.signature.replace(
+                parameters=[*method.signature.parameters.values(), *used.values()]
+            )
+            hints = {**method.hints, **{name: p.annotation for name, p in used.items()}}
+            name = f"{table.name}.{spec.name or attribute}"
+            ops.append(
+                compile_operation(
+                    bound_operation_function(cls, method, tuple(used)),
+                    replace(
+                        spec,
+                        auth=table.auth if spec.auth is None else spec.auth,
+                        tags=(*table.tags, *spec.tags),
+                    ),
+                    name=name,
+                    path=f"{self.prefix}/call/{name}",
+                    dependencies=(*self.dependencies, *table.guards),
+                    user=self.user,
+                    tags=self.tags,
+                    signature=signature,
+                    hints=hints,
+                    doc=inspect.getdoc(method.func),
+                )
+            )
+        return ops
 
     def _decorator(self, kind: Kind, func: Any, options: dict[str, Any]) -> Any:
         mark = operation(kind=kind, **options)
