@@ -196,6 +196,7 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
     api = Tether(prefix="/api", user=Depends(current_user), tags=["todos"])
     api.include(list_todos, get_todo, add_todo, toggle_todo, delete_todo, stats)
     api.mount(app)
+    app.state.api = api  # for in-process calls: `await app.state.api.call("list_todos")`
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
     return app
 

@@ -1,0 +1,182 @@
+"""The todo demo end to end, over a real uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import examples.todo.app as todo
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.conftest import LiveServer, free_port
+from tether import NotFound, Unauthorized
+
+ADA = {"Authorization": "Bearer ada"}
+BOB = {"Authorization": "Bearer bob"}
+ADMIN = {"Authorization": "Bearer admin"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def call(
+    client: httpx.Client, name: str, params: dict[str, Any] | None = None, headers: Any = None
+) -> httpx.Response:
+    return client.post(f"/api/call/{name}", json=params or {}, headers=headers)
+
+
+def result(response: httpx.Response) -> Any:
+    assert response.status_code == 200, response.text
+    return response.json()["result"]
+
+
+def error_code(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    return str(response.json()["error"]["code"])
+
+
+@pytest.fixture
+def client(live_server: Callable[..., LiveServer], tmp_path: Path) -> httpx.Client:
+    server = live_server(todo.create_app(tmp_path / "todo.db"))
+    return httpx.Client(base_url=server.url)
+
+
+def test_add_list_toggle_delete(client: httpx.Client) -> None:
+    with client:
+        assert result(call(client, "list_todos")) == []
+        first = result(call(client, "add_todo", {"title": "write docs"}, ADA))
+        assert first == {"id": 1, "title": "write docs", "done": False, "owner": "ada"}
+        second = result(call(client, "add_todo", {"title": "ship it"}, BOB))
+        assert [t["title"] for t in result(call(client, "list_todos"))] == [
+            "write docs",
+            "ship it",
+        ]
+
+        toggled = result(call(client, "toggle_todo", {"id": first["id"]}, ADA))
+        assert toggled["done"] is True
+        assert result(call(client, "get_todo", {"id": first["id"]}))["done"] is True
+        # Queries also answer GET, with the input in the query string.
+        done = client.get("/api/call/list_todos", params={"done": "true"})
+        assert [t["id"] for t in result(done)] == [first["id"]]
+        still_open = client.get("/api/call/list_todos", params={"done": "false"})
+        assert [t["id"] for t in result(still_open)] == [second["id"]]
+
+        assert result(call(client, "delete_todo", {"id": first["id"]}, ADA)) is None
+        assert [t["id"] for t in result(call(client, "list_todos"))] == [second["id"]]
+
+
+def test_not_found(client: httpx.Client) -> None:
+    with client:
+        response = call(client, "get_todo", {"id": 99})
+        assert error_code(response, 404) == "NOT_FOUND"
+        assert response.json()["error"]["details"] == {"id": 99}
+        assert error_code(call(client, "toggle_todo", {"id": 99}, ADA), 404) == "NOT_FOUND"
+        assert error_code(call(client, "delete_todo", {"id": 99}, ADA), 404) == "NOT_FOUND"
+
+
+def test_auth(client: httpx.Client) -> None:
+    with client:
+        assert error_code(call(client, "add_todo", {"title": "x"}), 401) == "UNAUTHORIZED"
+        bad_scheme = {"Authorization": "Basic ada"}
+        assert error_code(call(client, "add_todo", {"title": "x"}, bad_scheme), 401) == (
+            "UNAUTHORIZED"
+        )
+        todo_id = result(call(client, "add_todo", {"title": "mine"}, ADA))["id"]
+        assert error_code(call(client, "toggle_todo", {"id": todo_id}), 401) == "UNAUTHORIZED"
+        # Only the owner or staff may delete.
+        assert error_code(call(client, "delete_todo", {"id": todo_id}, BOB), 403) == "FORBIDDEN"
+        assert result(call(client, "delete_todo", {"id": todo_id}, ADMIN)) is None
+        # Stats are for staff only.
+        assert error_code(call(client, "stats"), 401) == "UNAUTHORIZED"
+        assert error_code(call(client, "stats", headers=ADA), 403) == "FORBIDDEN"
+        result(call(client, "add_todo", {"title": "one"}, ADA))
+        two = result(call(client, "add_todo", {"title": "two"}, ADA))
+        result(call(client, "toggle_todo", {"id": two["id"]}, ADA))
+        assert result(call(client, "stats", headers=ADMIN)) == {"total": 2, "done": 1, "open": 1}
+
+
+def test_validation_and_conflict(client: httpx.Client) -> None:
+    with client:
+        response = call(client, "add_todo", {"title": ""}, ADA)
+        assert error_code(response, 422) == "VALIDATION_FAILED"
+        assert [d["loc"] for d in response.json()["error"]["details"]] == [["title"]]
+        assert error_code(call(client, "add_todo", {}, ADA), 422) == "VALIDATION_FAILED"
+        first = result(call(client, "add_todo", {"title": "once"}, ADA))
+        response = call(client, "add_todo", {"title": "once"}, ADA)
+        assert error_code(response, 409) == "CONFLICT"
+        assert response.json()["error"]["details"] == {"id": first["id"]}
+        # The refused call added nothing.
+        assert len(result(call(client, "list_todos"))) == 1
+        # Another user may have the same title.
+        result(call(client, "add_todo", {"title": "once"}, BOB))
+
+
+def test_index_page(client: httpx.Client) -> None:
+    with client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert 'fetch("/api/call/" + name' in page.text
+
+
+def test_data_persists_in_the_file(live_server: Callable[..., LiveServer], tmp_path: Path) -> None:
+    path = tmp_path / "todo.db"
+    first = live_server(todo.create_app(path))
+    with httpx.Client(base_url=first.url) as client:
+        result(call(client, "add_todo", {"title": "remember me"}, ADA))
+    second = live_server(todo.create_app(path))
+    with httpx.Client(base_url=second.url) as client:
+        assert [t["title"] for t in result(call(client, "list_todos"))] == ["remember me"]
+
+
+async def test_in_process_call(tmp_path: Path) -> None:
+    app = todo.create_app(tmp_path / "todo.db")
+    api = app.state.api
+    added = await api.call("add_todo", {"title": "in process"}, headers=ADA)
+    assert added == todo.Todo(id=1, title="in process", done=False, owner="ada")
+    assert await api.call("list_todos") == [added]
+    with pytest.raises(NotFound) as caught:
+        await api.call("get_todo", {"id": 2})
+    assert caught.value.details == {"id": 2}
+    with pytest.raises(Unauthorized):
+        await api.call("add_todo", {"title": "anonymous"})
+
+
+def test_todo_db_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TODO_DB", str(tmp_path / "chosen.db"))
+    assert todo.default_db_path() == tmp_path / "chosen.db"
+    monkeypatch.delenv("TODO_DB")
+    assert todo.default_db_path() == Path(tempfile.gettempdir()) / "tether-todo.db"
+    assert isinstance(todo.app, FastAPI)
+
+
+def test_make_demo_command_serves_the_app(tmp_path: Path) -> None:
+    """Run the exact command `make demo` runs, as its own process, with TODO_DB set."""
+    port = free_port()
+    env = {**os.environ, "TODO_DB": str(tmp_path / "demo.db")}
+    command = ["-m", "uvicorn", "examples.todo.app:app", "--host", "127.0.0.1", "--port"]
+    process = subprocess.Popen(
+        [sys.executable, *command, str(port), "--log-level", "warning"], cwd=ROOT, env=env
+    )
+    try:
+        deadline = time.monotonic() + 15
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            while True:
+                try:
+                    response = call(client, "add_todo", {"title": "from make demo"}, ADA)
+                    break
+                except httpx.ConnectError:
+                    assert process.poll() is None, "uvicorn exited"
+                    assert time.monotonic() < deadline, "uvicorn did not start"
+                    time.sleep(0.1)
+            assert result(response)["title"] == "from make demo"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert (tmp_path / "demo.db").exists()

@@ -1,0 +1,50 @@
+"""The demo app's OpenAPI document, diffed against a checked-in snapshot.
+
+A change to how tether documents operations shows up here as a readable diff. When the
+change is intended, regenerate the snapshot and review it in the commit:
+
+    TETHER_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/examples/test_todo_openapi.py
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+
+import httpx
+
+from examples.todo.app import create_app
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "todo_openapi.json"
+
+
+def render(document: object) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+async def test_openapi_matches_snapshot(tmp_path: Path) -> None:
+    app = create_app(tmp_path / "todo.db")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://testserver"
+    ) as client:
+        response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    current = render(response.json())
+    if os.environ.get("TETHER_UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.write_text(current, encoding="utf-8")
+    expected = SNAPSHOT.read_text(encoding="utf-8")
+    if current != expected:
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True),
+                current.splitlines(keepends=True),
+                fromfile=f"{SNAPSHOT.name} (snapshot)",
+                tofile="/openapi.json (now)",
+            )
+        )
+        raise AssertionError(
+            "the demo app's OpenAPI changed; if intended, regenerate with"
+            f" TETHER_UPDATE_SNAPSHOTS=1:\n{diff}"
+        )
