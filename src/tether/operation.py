@@ -22,9 +22,8 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from uuid import UUID
 
 from fastapi import params
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticSerializationError
 
 from .auth import validate_policy
 from .dependencies import DependencyPlan, is_dependency_parameter
@@ -204,22 +203,33 @@ def command(func: Any = None, /, **options: Any) -> Any:
 
 
 class ResultEncoder:
-    """Encodes an operation's return value to JSON bytes the way FastAPI serializes a response model."""
+    """Encodes an operation's return value to JSON bytes the way FastAPI serializes a response model.
 
-    __slots__ = ("adapter",)
+    Like a FastAPI `response_model`, a value is validated into the declared type first
+    (so a dict or an ORM object becomes the model, and undeclared fields are dropped),
+    except when it already is exactly the declared class, which is dumped directly.
+    """
+
+    __slots__ = ("adapter", "exact")
 
     def __init__(self, output_type: Any) -> None:
         self.adapter: TypeAdapter[Any] = TypeAdapter(output_type)
+        self.exact: type | None = (
+            output_type
+            if isinstance(output_type, type)
+            and (issubclass(output_type, BaseModel) or output_type in _EXACT_BUILTINS)
+            else None
+        )
 
     def to_json(self, value: Any) -> bytes:
-        """Return `value` as JSON bytes, validating it against the output type first if needed."""
-        try:
-            return self.adapter.dump_json(value, by_alias=True, warnings="error")
-        except PydanticSerializationError:
-            # Not already of the declared type (a dict for a model, an ORM object...):
-            # validate it into the type first, exactly as a FastAPI response_model does.
-            coerced = self.adapter.validate_python(value, from_attributes=True)
-            return self.adapter.dump_json(coerced, by_alias=True)
+        """Return `value` as JSON bytes, validated against the output type first if needed."""
+        if self.exact is not None and type(value) is self.exact:
+            return self.adapter.dump_json(value, by_alias=True)
+        coerced = self.adapter.validate_python(value, from_attributes=True)
+        return self.adapter.dump_json(coerced, by_alias=True)
+
+
+_EXACT_BUILTINS = (int, str, float, bool, NoneType, list, dict)
 
 
 _SCALARS: tuple[type, ...] = (
@@ -425,8 +435,11 @@ def compile_operation(
             # pydantic reserves these names; validate under an alias instead.
             field_name = f"tether_field_{param.name}"
             renamed[field_name] = param.name
-            info = default if isinstance(default, FieldInfo) else FieldInfo(default=default)
-            info = FieldInfo.merge_field_infos(info, alias=param.name)
+            if isinstance(default, FieldInfo):
+                annotation = Annotated[annotation, default]
+                info = Field(alias=param.name)
+            else:
+                info = Field(default, alias=param.name)
             fields[field_name] = (annotation, info)
         else:
             fields[field_name] = (annotation, default)
