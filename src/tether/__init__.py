@@ -18,7 +18,12 @@ from .errors import (
     UnsupportedMediaType as UnsupportedMediaType,
     ValidationFailed as ValidationFailed,
 )
-from .operation import Operation as Operation, command as command, query as query
+from .operation import (
+    Operation as Operation,
+    command as command,
+    query as query,
+    stream as stream,
+)
 from .registry import Tether as Tether
 from .services import Service as Service
 
@@ -45,4 +50,5 @@ __all__ = (
     "ValidationFailed",
     "command",
     "query",
+    "stream",
 )

@@ -21,13 +21,13 @@ from starlette.requests import Request
 
 from .auth import check_auth
 from .dependencies import USER_KEY, DependencyPlan, scope_with_stacks
-from .errors import InternalError, TetherError, ValidationFailed, error_for_status
+from .errors import BadRequest, InternalError, TetherError, ValidationFailed, error_for_status
 
 if TYPE_CHECKING:
     from .context import CallContext
     from .operation import Operation
 
-__all__ = ("Invoker", "logger")
+__all__ = ("Invoker", "OperationStream", "logger")
 
 logger = logging.getLogger("tether")
 """Logger of tether; unexpected exceptions are logged here once, with the operation's name."""
@@ -66,6 +66,11 @@ class Invoker:
                 `InternalError` and are logged once.
         """
         try:
+            if op.kind == "stream":
+                raise BadRequest(
+                    f"{op.name} is a stream: read it with SSE or a WebSocket subscription",
+                    details={"operation": op.name, "kind": "stream"},
+                )
             if op.plan is None:
                 # Fast path: no dependencies, no auth, so FastAPI's solver is skipped.
                 result = await self._run(op, op.bind(params))
@@ -74,10 +79,59 @@ class Invoker:
         except Exception as exc:
             raise self.map_exception(exc, op.name) from None
 
+    def stream(
+        self,
+        ctx: CallContext,
+        op: Operation,
+        params: Params,
+        *,
+        encode: bool = False,
+        dependency_cache: dict[Any, Any] | None = None,
+    ) -> OperationStream:
+        """Open a stream operation: `async with invoker.stream(...) as items: async for ...`.
+
+        Entering solves dependencies, checks auth and validates (raising TetherError before
+        any item); the dependencies stay open while items are read and close on exit, in
+        the task that entered. Items are JSON bytes when `encode`.
+        """
+        return OperationStream(self, ctx, op, params, encode, dependency_cache)
+
     async def _run(self, op: Operation, kwargs: dict[str, Any]) -> Any:
         if op.is_async:
             return await op.func(**kwargs)
         return await to_thread.run_sync(functools.partial(op.func, **kwargs))
+
+    async def prepare(
+        self,
+        ctx: CallContext,
+        op: Operation,
+        params: Params,
+        inner: AsyncExitStack,
+        function_stack: AsyncExitStack,
+        dependency_cache: dict[Any, Any] | None,
+    ) -> dict[str, Any]:
+        """Solve dependencies on the given stacks, check auth, validate; return the kwargs."""
+        plan = op.plan
+        assert plan is not None
+        request = Request(scope_with_stacks(ctx.scope, inner, function_stack), ctx.receive)
+        if ctx.body is not None:
+            request._body = ctx.body
+        solved = await plan.solve(
+            request,
+            overrides_provider=self.overrides_provider or ctx.scope.get("app"),
+            dependency_cache=dict(dependency_cache) if dependency_cache else None,
+        )
+        values = solved.values
+        ctx.response = solved.response
+        ctx.background = solved.background
+        if plan.has_user:
+            ctx.user = values.pop(USER_KEY, None)
+        if op.auth is not None:
+            await check_auth(op.auth, ctx.user, ctx)
+        kwargs = op.bind(params)
+        for name in plan.names:
+            kwargs[name] = values[name]
+        return kwargs
 
     async def _call_with_dependencies(
         self,
@@ -87,30 +141,11 @@ class Invoker:
         encode: bool,
         dependency_cache: dict[Any, Any] | None,
     ) -> Any:
-        plan = op.plan
-        assert plan is not None
         result = _NO_RESULT
         # Both stacks are entered and closed in this task; yield dependencies see the
         # operation's exception, and their teardown runs before the transport replies.
         async with AsyncExitStack() as inner, AsyncExitStack() as function_stack:
-            request = Request(scope_with_stacks(ctx.scope, inner, function_stack), ctx.receive)
-            if ctx.body is not None:
-                request._body = ctx.body
-            solved = await plan.solve(
-                request,
-                overrides_provider=self.overrides_provider or ctx.scope.get("app"),
-                dependency_cache=dict(dependency_cache) if dependency_cache else None,
-            )
-            values = solved.values
-            ctx.response = solved.response
-            ctx.background = solved.background
-            if plan.has_user:
-                ctx.user = values.pop(USER_KEY, None)
-            if op.auth is not None:
-                await check_auth(op.auth, ctx.user, ctx)
-            kwargs = op.bind(params)
-            for name in plan.names:
-                kwargs[name] = values[name]
+            kwargs = await self.prepare(ctx, op, params, inner, function_stack, dependency_cache)
             result = await self._run(op, kwargs)
             if encode:
                 # Encode inside the dependency scope: lazy ORM attributes still load.
@@ -171,3 +206,100 @@ class Invoker:
             return ValidationFailed.from_errors(exc.errors())
         logger.error("operation %r failed with an unexpected exception", name, exc_info=exc)
         return InternalError()
+
+
+_DONE: Any = object()
+
+
+class OperationStream:
+    """An open stream operation: an async context manager that is also an async iterator."""
+
+    __slots__ = (
+        "_ctx",
+        "_dependency_cache",
+        "_encode",
+        "_failure",
+        "_generator",
+        "_invoker",
+        "_op",
+        "_params",
+        "_stack",
+    )
+
+    def __init__(
+        self,
+        invoker: Invoker,
+        ctx: CallContext,
+        op: Operation,
+        params: Params,
+        encode: bool,
+        dependency_cache: dict[Any, Any] | None,
+    ) -> None:
+        self._invoker = invoker
+        self._ctx = ctx
+        self._op = op
+        self._params = params
+        self._encode = encode
+        self._dependency_cache = dependency_cache
+        self._stack = AsyncExitStack()
+        self._generator: Any = None
+        self._failure: BaseException | None = None
+
+    async def __aenter__(self) -> OperationStream:
+        op = self._op
+        try:
+            if op.kind != "stream":
+                raise BadRequest(
+                    f"{op.name} is a {op.kind}, not a stream; call it instead",
+                    details={"operation": op.name, "kind": op.kind},
+                )
+            if op.plan is None:
+                kwargs = op.bind(self._params)
+            else:
+                inner = await self._stack.enter_async_context(AsyncExitStack())
+                function_stack = await self._stack.enter_async_context(AsyncExitStack())
+                kwargs = await self._invoker.prepare(
+                    self._ctx, op, self._params, inner, function_stack, self._dependency_cache
+                )
+            self._generator = op.func(**kwargs)
+        except BaseException as exc:
+            await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, Exception):
+                raise self._invoker.map_exception(exc, op.name) from None
+            raise
+        return self
+
+    def __aiter__(self) -> OperationStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        op = self._op
+        try:
+            if op.is_async:
+                item = await self._generator.__anext__()
+            else:
+                item = await to_thread.run_sync(next, self._generator, _DONE)
+                if item is _DONE:
+                    raise StopAsyncIteration
+            return op.encoder.to_json(item) if self._encode else item
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            self._failure = exc
+            raise self._invoker.map_exception(exc, op.name) from None
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool | None:
+        generator = self._generator
+        self._generator = None
+        try:
+            if generator is not None:
+                if self._op.is_async:
+                    await generator.aclose()
+                else:
+                    await to_thread.run_sync(generator.close)
+        finally:
+            if self._failure is not None and isinstance(exc, TetherError):
+                # Yield dependencies see the operation's own exception, not its mapping.
+                exc, exc_type, tb = self._failure, type(self._failure), self._failure.__traceback__
+            await self._stack.__aexit__(exc_type, exc, tb)
+        return None

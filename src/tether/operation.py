@@ -11,7 +11,17 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -38,16 +48,19 @@ __all__ = (
     "get_spec",
     "operation",
     "query",
+    "stream",
+    "stream_item_type",
 )
 
-Kind = Literal["query", "command"]
-"""What an operation does: a `query` reads (and may be called with GET), a `command` changes."""
+Kind = Literal["query", "command", "stream"]
+"""What an operation does: a `query` reads (and may be called with GET), a `command` changes,
+a `stream` yields many values (SSE, WebSocket subscriptions, `Tether.stream_call`)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _SPEC_ATTRIBUTE = "__tether_operation__"
 _NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_KINDS = ("query", "command")
+_KINDS = ("query", "command", "stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +215,46 @@ def command(func: Any = None, /, **options: Any) -> Any:
     return mark if func is None else mark(func)
 
 
+@overload
+def stream(func: F, /) -> F: ...
+@overload
+def stream(
+    *,
+    name: str | None = None,
+    auth: Any = None,
+    tags: Sequence[str] | None = None,
+    summary: str | None = None,
+    description: str | None = None,
+    deprecated: bool = False,
+    errors: Sequence[type[TetherError]] | None = None,
+    uses: Sequence[str] | None = None,
+) -> Callable[[F], F]: ...
+def stream(func: Any = None, /, **options: Any) -> Any:
+    """Mark a generator (async, or sync for the thread pool) as a stream of typed items."""
+    mark = operation(kind="stream", **options)
+    return mark if func is None else mark(func)
+
+
+_ITERATOR_ORIGINS = (
+    AsyncIterator,
+    AsyncIterable,
+    AsyncGenerator,
+    Iterator,
+    Iterable,
+    Generator,
+)
+
+
+def stream_item_type(annotation: Any) -> Any:
+    """Return `T` of a stream's `AsyncIterator[T]` (or Iterator, Generator...) annotation."""
+    origin = get_origin(annotation)
+    if origin in _ITERATOR_ORIGINS:
+        args = get_args(annotation)
+        if args:
+            return args[0]
+    return Any
+
+
 class ResultEncoder:
     """Encodes an operation's return value to JSON bytes the way FastAPI serializes a response model.
 
@@ -295,6 +348,7 @@ class Operation:
     kind: Kind
     func: Callable[..., Any]
     is_async: bool
+    """For a stream: the function makes an async generator (else a sync one, run in threads)."""
     input_model: type[BaseModel]
     output_type: Any
     encoder: ResultEncoder
@@ -391,11 +445,13 @@ def compile_operation(
     signature: inspect.Signature | None = None,
     hints: Mapping[str, Any] | None = None,
     doc: str | None = None,
+    original: Callable[..., Any] | None = None,
 ) -> Operation:
     """Compile `func` and its spec into an Operation: input model, dependency plan, encoder.
 
     `signature`, `hints` and `doc` replace what is read from `func` (services pass the
-    method's, without `self` and with the class dependencies added).
+    method's, without `self` and with the class dependencies added); `original` is the
+    function whose nature (async, generator) counts, when `func` wraps it.
     """
     op_name: str = name or spec.name or str(getattr(func, "__name__", ""))
     where = f"operation {op_name!r}"
@@ -405,7 +461,11 @@ def compile_operation(
         )
     if op_name.startswith("rpc."):
         raise ConfigurationError(f"{where}: names beginning with 'rpc.' are reserved by JSON-RPC")
-    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+    nature = original if original is not None else func
+    is_generator = inspect.isasyncgenfunction(nature) or inspect.isgeneratorfunction(nature)
+    if spec.kind == "stream" and not is_generator:
+        raise ConfigurationError(f"{where}: a stream operation is a generator (async or sync)")
+    if spec.kind != "stream" and is_generator:
         raise ConfigurationError(f"{where}: generators are stream operations, not {spec.kind}s")
     auth = None if spec.auth is False else spec.auth
     if auth is not None and user is None:
@@ -454,6 +514,8 @@ def compile_operation(
     except Exception as exc:  # pydantic raises several types for unusable annotations
         raise ConfigurationError(f"{where}: cannot build its input model: {exc}") from exc
     output_type = hints.get("return", Any)
+    if spec.kind == "stream":
+        output_type = stream_item_type(output_type)
     try:
         encoder = ResultEncoder(output_type)
     except Exception as exc:
@@ -484,7 +546,11 @@ def compile_operation(
         name=op_name,
         kind=spec.kind,
         func=func,
-        is_async=inspect.iscoroutinefunction(func),
+        is_async=(
+            inspect.isasyncgenfunction(nature)
+            if spec.kind == "stream"
+            else inspect.iscoroutinefunction(nature)
+        ),
         input_model=input_model,
         output_type=output_type,
         encoder=encoder,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -166,6 +166,7 @@ class Tether:
                     signature=signature,
                     hints=hints,
                     doc=inspect.getdoc(method.func),
+                    original=method.func,
                 )
             )
         return ops
@@ -214,6 +215,24 @@ class Tether:
     def command(self, func: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
         """Register a command: an operation that changes state, callable with POST."""
         return self._decorator("command", func, options)
+
+    @overload
+    def stream(self, func: F, /) -> F: ...
+    @overload
+    def stream(
+        self,
+        *,
+        name: str | None = None,
+        auth: Any = None,
+        tags: Sequence[str] | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        deprecated: bool = False,
+        errors: Sequence[type[TetherError]] | None = None,
+    ) -> Callable[[F], F]: ...
+    def stream(self, func: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
+        """Register a stream: a generator whose items reach SSE, WebSocket and `stream_call`."""
+        return self._decorator("stream", func, options)
 
     def operation(
         self,
@@ -298,6 +317,32 @@ class Tether:
         if ctx.background is not None:
             await ctx.background()
         return result
+
+    async def stream_call(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> AsyncIterator[Any]:
+        """Iterate a stream operation in-process: `async for item in api.stream_call(...)`.
+
+        Dependencies stay open while items are read and close when the loop ends (break
+        out of it inside `contextlib.aclosing(...)` to close them at once).
+
+        Raises:
+            TetherError: as the stream's transports would report it.
+        """
+        op = self.get(name)
+        ctx = CallContext(
+            "inprocess", in_process_scope(self.app, f"{self.prefix}/stream/{name}", headers)
+        )
+        async with self.invoker.stream(ctx, op, params) as items:
+            async for item in items:
+                yield item
+        if ctx.background is not None:
+            await ctx.background()
 
     # -- mounting -----------------------------------------------------------------------
 

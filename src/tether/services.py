@@ -323,6 +323,19 @@ def bound_operation_function(
     func = method.func
     new = object.__new__
 
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+
+        def open_stream(**kwargs: Any) -> Any:
+            # Returns the method's own generator: the invoker iterates and closes it, and
+            # the instance lives as long as the generator references it.
+            instance: Any = new(cls)
+            state = instance.__dict__
+            for name in names:
+                state[name] = kwargs.pop(name)
+            return func(instance, **kwargs)
+
+        return open_stream
+
     if inspect.iscoroutinefunction(func):
 
         async def call_async(**kwargs: Any) -> Any:
