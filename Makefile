@@ -17,15 +17,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m uvicorn examples.todo.app:app --host 127.0.0.1 --port $(PORT)
 
-# Node packages used by tests that drive tether with third-party JS clients.
-NODE_DIR := tests/node
-NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+# Node packages used by tests that drive tether with third-party JS clients: one folder
+# per client family (tests/node*/), each with its package.json and package-lock.json.
+NODE_DIRS := $(patsubst %/package.json,%,$(wildcard tests/node*/package.json))
+NODE_STAMPS := $(addsuffix /node_modules/.installed,$(NODE_DIRS))
 
-$(NODE_STAMP): $(NODE_DIR)/package.json
-	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
-	touch $(NODE_STAMP)
+tests/%/node_modules/.installed: tests/%/package.json
+	cd tests/$* && npm install --no-audit --no-fund --loglevel=error
+	touch $@
 
-test: $(STAMP) $(NODE_STAMP)
+# Debian packages the tests use: Chromium for browser tests (driven by playwright-core).
+SYSTEM_STAMP := $(VENV)/.system-packages
+
+$(SYSTEM_STAMP):
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@mkdir -p $(VENV) && touch $(SYSTEM_STAMP)
+
+test: $(STAMP) $(SYSTEM_STAMP) $(NODE_STAMPS)
 	$(BIN)/python -m pytest --cov --cov-report=term -q
 
 lint: $(STAMP)
