@@ -6,14 +6,19 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
+from starlette.websockets import WebSocket
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from starlette.background import BackgroundTasks
     from starlette.responses import Response
-    from starlette.types import Message, Receive, Scope
+    from starlette.types import Message, Receive, Scope, Send
 
 __all__ = ("CallContext", "in_process_scope")
+
+
+async def _no_send(message: Message) -> None:
+    raise RuntimeError("this call context cannot send")
 
 
 async def _empty_receive() -> Message:
@@ -28,7 +33,17 @@ class CallContext:
     it is a synthetic HTTP scope.
     """
 
-    __slots__ = ("background", "body", "receive", "response", "scope", "state", "transport", "user")
+    __slots__ = (
+        "background",
+        "body",
+        "receive",
+        "response",
+        "scope",
+        "send",
+        "state",
+        "transport",
+        "user",
+    )
 
     def __init__(
         self,
@@ -37,6 +52,7 @@ class CallContext:
         receive: Receive = _empty_receive,
         *,
         body: bytes | None = None,
+        send: Send | None = None,
     ) -> None:
         self.transport = transport
         """Name of the transport that carried the call: "http", "jsonrpc", "inprocess", ..."""
@@ -46,6 +62,8 @@ class CallContext:
         """ASGI receive channel of that request."""
         self.body = body
         """Raw request body, when the transport has already read it."""
+        self.send = send
+        """ASGI send channel, for WebSocket scopes (dependencies may take the `WebSocket`)."""
         self.user: Any = None
         """The user resolved by the `Tether(user=...)` dependency, once auth has run."""
         self.background: BackgroundTasks | None = None
@@ -55,9 +73,16 @@ class CallContext:
         self.state: dict[str, Any] = {}
         """Free-form per-call storage for extensions."""
 
-    def request(self) -> Request:
-        """Return a Starlette `Request` for this call's scope, with the body already read."""
-        request = Request(self.scope, self.receive)
+    def request(self, scope: Scope | None = None) -> Request | WebSocket:
+        """Return the connection dependencies are solved against: a `Request`, or a `WebSocket`.
+
+        `scope` replaces the context's own (the invoker passes a child scope that carries
+        the call's exit stacks).
+        """
+        scope = self.scope if scope is None else scope
+        if scope["type"] == "websocket":
+            return WebSocket(scope, self.receive, self.send or _no_send)
+        request = Request(scope, self.receive)
         if self.body is not None:
             request._body = self.body
         return request

@@ -23,6 +23,7 @@ from fastapi.security import SecurityScopes
 from starlette.background import BackgroundTasks
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.websockets import WebSocket
 
 from .errors import ConfigurationError, ValidationFailed
 
@@ -171,7 +172,7 @@ class DependencyPlan:
 
     async def solve(
         self,
-        request: Request,
+        request: Request | WebSocket,
         *,
         overrides_provider: Any,
         dependency_cache: dict[Any, Any] | None = None,

@@ -17,7 +17,6 @@ from fastapi import params
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 
 from .auth import check_auth
 from .dependencies import USER_KEY, DependencyPlan, scope_with_stacks
@@ -113,9 +112,7 @@ class Invoker:
         """Solve dependencies on the given stacks, check auth, validate; return the kwargs."""
         plan = op.plan
         assert plan is not None
-        request = Request(scope_with_stacks(ctx.scope, inner, function_stack), ctx.receive)
-        if ctx.body is not None:
-            request._body = ctx.body
+        request = ctx.request(scope_with_stacks(ctx.scope, inner, function_stack))
         solved = await plan.solve(
             request,
             overrides_provider=self.overrides_provider or ctx.scope.get("app"),
@@ -179,9 +176,7 @@ class Invoker:
             plan = DependencyPlan((), path="", dependencies=dependencies)
             self._shared_plans[tuple(dependencies)] = plan
         try:
-            request = Request(scope_with_stacks(ctx.scope, stack, stack), ctx.receive)
-            if ctx.body is not None:
-                request._body = ctx.body
+            request = ctx.request(scope_with_stacks(ctx.scope, stack, stack))
             solved = await plan.solve(
                 request, overrides_provider=self.overrides_provider or ctx.scope.get("app")
             )
