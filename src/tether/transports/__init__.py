@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from .base import Transport
 from .http import HttpTransport
+from .jsonrpc import JsonRpcTransport
 
-__all__ = ("HttpTransport", "Transport", "default_transports")
+__all__ = ("HttpTransport", "JsonRpcTransport", "Transport", "default_transports")
 
 
 def default_transports() -> list[Transport]:
     """Return a fresh instance of every built-in transport, in mounting order."""
-    return [HttpTransport()]
+    return [HttpTransport(), JsonRpcTransport()]

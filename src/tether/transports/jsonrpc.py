@@ -1,0 +1,158 @@
+"""The JSON-RPC 2.0 transport: `POST {prefix}/jsonrpc`, and `GET {prefix}/openrpc.json`.
+
+Every operation is a method: single calls, notifications and batches, exactly per the
+JSON-RPC 2.0 specification. This module is the HTTP endpoint only: it checks the content
+type and the body size, parses strict JSON and hands the message to the
+`JsonRpcDispatcher`, which the WebSocket transport reuses for its JSON-RPC dialect.
+
+HTTP status: 200 for any JSON-RPC response body (errors included), 204 when nothing is
+answered (notifications), and the HTTP-level problems keep theirs, with a JSON-RPC error
+body: 413 for a body over `Tether(max_body_size=...)`, 415 for a content type that is not
+JSON, 405 for a method other than POST.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from fastapi import params
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from ..context import CallContext
+from ..errors import BadRequest, MethodNotAllowed, TetherError
+from ._body import parse_json, read_body, require_json_content_type
+from ._jsonrpc_dispatch import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_CONCURRENCY,
+    PARSE_ERROR_RESPONSE,
+    JsonRpcDispatcher,
+    JsonRpcReply,
+    tether_error_response,
+)
+from ._jsonrpc_docs import documentation_routes
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ..operation import Operation
+    from ..registry import Tether
+
+__all__ = ("JsonRpcDispatcher", "JsonRpcReply", "JsonRpcTransport")
+
+_JSON = (b"content-type", b"application/json")
+
+
+class JsonRpcTransport:
+    """Serves JSON-RPC 2.0 at `POST {prefix}/jsonrpc` and the OpenRPC document beside it.
+
+    Args:
+        path: the endpoint's path under the Tether prefix.
+        max_batch_size: largest batch accepted (default 100); a larger one is refused whole.
+        max_concurrency: how many items of one batch run at once (default 16).
+        batch_dependencies: dependencies solved once per HTTP request and shared by every
+            call in it (on top of the operations' own per-batch dependencies).
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str = "/jsonrpc",
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        batch_dependencies: Sequence[params.Depends] = (),
+    ) -> None:
+        self.path = path
+        self.max_batch_size = max_batch_size
+        self.max_concurrency = max_concurrency
+        self.batch_dependencies = tuple(batch_dependencies)
+        self.api: Tether | None = None
+        self.dispatcher: JsonRpcDispatcher | None = None
+        """The message handler, once attached."""
+
+    def attach(self, api: Tether, app: FastAPI) -> None:
+        """Add the JSON-RPC endpoint, the OpenRPC document and their OpenAPI docs to `app`."""
+        endpoint = f"{api.prefix}{self.path}"
+        self.api = api
+        self.dispatcher = JsonRpcDispatcher(
+            api,
+            max_batch_size=self.max_batch_size,
+            max_concurrency=self.max_concurrency,
+            batch_dependencies=self.batch_dependencies,
+            server_url=endpoint,
+        )
+        app.router.routes.append(Route(endpoint, endpoint=self, include_in_schema=False))
+        app.router.routes.append(
+            Route(
+                f"{api.prefix}/openrpc.json",
+                endpoint=self._openrpc,
+                methods=["GET"],
+                include_in_schema=False,
+            )
+        )
+        app.router.routes.extend(documentation_routes(endpoint, f"{api.prefix}/openrpc.json"))
+        app.openapi_schema = None
+
+    def operation_added(self, op: Operation) -> None:
+        """Nothing to do: the endpoint is generic and the OpenRPC document is rebuilt lazily."""
+
+    async def _openrpc(self, request: Request) -> Response:
+        assert self.dispatcher is not None
+        try:
+            body = self.dispatcher.openrpc_json()
+        except TetherError as error:
+            return Response(
+                tether_error_response(b"null", error),
+                status_code=error.status,
+                media_type="application/json",
+            )
+        return Response(body, media_type="application/json")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one HTTP request carrying a JSON-RPC message (the endpoint's ASGI app)."""
+        dispatcher = self.dispatcher
+        assert dispatcher is not None
+        if scope["method"] != "POST":
+            error = MethodNotAllowed(f"{scope['method']} is not allowed; JSON-RPC uses POST")
+            await _send(
+                send, error.status, tether_error_response(b"null", error), [(b"allow", b"POST")]
+            )
+            return
+        try:
+            require_json_content_type(scope)
+            body = await read_body(scope, receive, dispatcher.api.max_body_size)
+        except TetherError as error:
+            if isinstance(error, BadRequest) and error.detail_message == "Client disconnected":
+                return
+            await _send(send, error.status, tether_error_response(b"null", error))
+            return
+        try:
+            message = parse_json(body)
+        except BadRequest:
+            await _send(send, 200, PARSE_ERROR_RESPONSE)
+            return
+
+        def make_context() -> CallContext:
+            return CallContext("jsonrpc", scope, receive, body=body)
+
+        reply = await dispatcher.dispatch(message, make_context)
+        if reply.body is None:
+            await _send(send, 204, b"", reply.headers)
+        else:
+            await _send(send, 200, reply.body, reply.headers)
+        await reply.run_background()
+
+
+async def _send(
+    send: Send, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    headers: list[Any]
+    if status == 204:
+        headers = list(extra)
+    else:
+        headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
