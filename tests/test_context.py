@@ -1,0 +1,63 @@
+from typing import Any
+
+from fastapi import FastAPI
+
+from tether import CallContext
+from tether.context import in_process_scope
+
+
+async def test_call_context_defaults() -> None:
+    scope: dict[str, Any] = {"type": "http", "headers": [], "method": "POST", "path": "/x"}
+    ctx = CallContext("http", scope)
+    assert ctx.transport == "http"
+    assert ctx.scope is scope
+    assert ctx.body is None
+    assert ctx.user is None
+    assert ctx.background is None
+    assert ctx.response is None
+    assert ctx.state == {}
+    # The default receive channel is an empty body.
+    assert await ctx.receive() == {"type": "http.request", "body": b"", "more_body": False}
+    assert await ctx.request().body() == b""
+
+
+async def test_request_uses_the_body_already_read() -> None:
+    async def receive() -> Any:
+        raise AssertionError("the body was already read")
+
+    scope = in_process_scope(None, "/api/call/x")
+    ctx = CallContext("http", scope, receive, body=b'{"a": 1}')
+    request = ctx.request()
+    assert await request.body() == b'{"a": 1}'
+    assert await request.json() == {"a": 1}
+    assert request.url.path == "/api/call/x"
+
+
+def test_state_is_per_context() -> None:
+    a = CallContext("x", {"type": "http"})
+    b = CallContext("x", {"type": "http"})
+    a.state["k"] = 1
+    assert b.state == {}
+
+
+def test_in_process_scope() -> None:
+    app = FastAPI()
+    scope = in_process_scope(app, "/api/call/get", {"X-Token": "t", "Cookie": "a=b"})
+    assert scope["type"] == "http"
+    assert scope["method"] == "POST"
+    assert scope["path"] == "/api/call/get"
+    assert scope["raw_path"] == b"/api/call/get"
+    assert scope["app"] is app
+    assert scope["headers"] == [(b"x-token", b"t"), (b"cookie", b"a=b")]
+    assert scope["query_string"] == b""
+    pairs = in_process_scope(None, "/p", [("A", "1"), ("a", "2")])
+    assert pairs["headers"] == [(b"a", b"1"), (b"a", b"2")]
+    assert pairs["app"] is None
+    assert in_process_scope(None, "/p")["headers"] == []
+
+
+def test_in_process_scopes_are_independent() -> None:
+    one = in_process_scope(None, "/p")
+    two = in_process_scope(None, "/p")
+    one["state"]["x"] = 1
+    assert two["state"] == {}

@@ -1,0 +1,270 @@
+from typing import Annotated, Any
+
+import pytest
+from fastapi import Depends, FastAPI, Header
+
+from tests import _future_annotations_ops, _plain_annotations_ops
+from tests._core_helpers import asgi_client, mounted
+from tether import (
+    ConfigurationError,
+    NotFound,
+    Operation,
+    Tether,
+    Unauthorized,
+    ValidationFailed,
+    command,
+    query,
+)
+from tether.operation import OperationSpec
+from tether.transports import HttpTransport
+
+
+def test_decorators_register_and_return_the_function() -> None:
+    api = Tether()
+
+    @api.query
+    def a() -> int:
+        return 1
+
+    @api.command(name="things.b", tags=["t"], summary="B", description="about b", deprecated=True)
+    def b(x: int) -> int:
+        return x
+
+    @api.operation(kind="command", name="c")
+    async def c() -> None:
+        pass
+
+    @api.operation(kind="query")
+    async def d() -> None:
+        pass
+
+    assert a() == 1
+    assert b(2) == 2
+    assert [op.name for op in api] == ["a", "things.b", "c", "d"]
+    assert [op.kind for op in api] == ["query", "command", "command", "query"]
+    op = api.get("things.b")
+    assert isinstance(op, Operation)
+    assert (op.tags, op.summary, op.description, op.deprecated) == (("t",), "B", "about b", True)
+    assert len(api) == 4
+    assert "a" in api
+    assert "b" not in api
+    assert 3 not in api
+    assert set(api.operations) == {"a", "things.b", "c", "d"}
+
+
+def test_duplicate_names_raise() -> None:
+    api = Tether()
+
+    @api.query
+    def a() -> int:
+        return 1
+
+    with pytest.raises(ConfigurationError, match="'a' is already registered"):
+
+        @api.command(name="a")
+        def other() -> int:
+            return 2
+
+    assert api.get("a").kind == "query"
+    assert len(api) == 1
+
+
+def test_bad_name_at_registration() -> None:
+    api = Tether()
+    with pytest.raises(ConfigurationError, match="dotted identifiers"):
+        api.query(name="no spaces")(lambda: None)
+    assert len(api) == 0
+
+
+def test_include_standalone_marked_functions() -> None:
+    @query
+    def q() -> int:
+        return 1
+
+    @command(name="c2")
+    def c() -> int:
+        return 2
+
+    api = Tether()
+    api.include(q, c)
+    assert [(op.name, op.kind) for op in api] == [("q", "query"), ("c2", "command")]
+    # The same marked function can join another Tether.
+    other = Tether()
+    other.include(q)
+    assert "q" in other
+
+
+def test_add_needs_a_marked_function_or_a_spec() -> None:
+    def f() -> int:
+        return 1
+
+    api = Tether()
+    with pytest.raises(ConfigurationError, match="not marked"):
+        api.add(f)
+    op = api.add(f, OperationSpec(kind="command", name="custom"))
+    assert (op.name, op.kind) == ("custom", "command")
+
+
+@pytest.mark.parametrize("module", [_future_annotations_ops, _plain_annotations_ops])
+async def test_register_functions_from_user_modules(module: Any) -> None:
+    api = Tether()
+    api.include(module.describe, module.touch)
+    app = mounted(api)
+    assert await api.call("describe", {"item": {"name": "pen"}, "count": 2}) == "item:penx2"
+    assert (
+        await api.call("describe", {"item": {"name": "pen"}}, headers={"x-prefix": "P"})
+        == "P:penx1"
+    )
+    assert await api.call("future.touch", {"names": ["a", "b"]}) == module.Item(
+        name="a,b@/api/call/future.touch", price=0.0
+    )
+    async with asgi_client(app) as client:
+        response = await client.post(
+            "/api/call/future.touch", json={"names": ["x"]}, headers={"user-agent": "t"}
+        )
+        assert response.json() == {"result": {"name": "x@/api/call/future.touch", "price": 1.0}}
+        assert response.headers["x-touched"] == "1"
+        response = await client.get("/api/call/describe", params={"count": 1})
+        assert response.status_code == 405
+        schema = (await client.get("/openapi.json")).json()
+    assert "x-prefix" in str(schema["paths"]["/api/call/describe"]["post"]["parameters"])
+    assert schema["components"]["schemas"]["DescribeParams"]["properties"]["count"] == {
+        "type": "integer",
+        "maximum": 3,
+        "minimum": 1,
+        "default": 1,
+        "title": "Count",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"prefix": "api"}, "prefix"),
+        ({"prefix": "/api/"}, "prefix"),
+        ({"user": lambda: None}, "user="),
+        ({"dependencies": [lambda: None]}, "dependencies="),
+        ({"max_body_size": 0}, "max_body_size"),
+    ],
+)
+def test_constructor_validation(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        Tether(**kwargs)
+
+
+def test_constructor_defaults() -> None:
+    api = Tether()
+    assert api.prefix == "/api"
+    assert api.user is None
+    assert api.dependencies == ()
+    assert api.tags == ()
+    assert api.max_body_size == 1024 * 1024
+    assert api.app is None
+
+
+async def test_call_unknown_operation() -> None:
+    api = Tether()
+    with pytest.raises(NotFound) as info:
+        await api.call("nope")
+    assert info.value.to_dict() == {
+        "code": "NOT_FOUND",
+        "message": "Unknown operation 'nope'",
+        "details": {"operation": "nope"},
+    }
+
+
+async def test_call_before_mount_solves_dependencies() -> None:
+    def token(x_token: Annotated[str | None, Header()] = None) -> str | None:
+        return x_token
+
+    api = Tether()
+
+    @api.query
+    async def echo_token(t: str | None = Depends(token)) -> str | None:
+        return t
+
+    @api.query
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    assert await api.call("echo_token") is None
+    assert await api.call("echo_token", headers={"X-Token": "abc"}) == "abc"
+    assert await api.call("echo_token", headers=[("x-token", "list")]) == "list"
+    assert await api.call("add", {"a": 1, "b": 2}) == 3
+    with pytest.raises(ValidationFailed):
+        await api.call("add", {"a": 1})
+
+
+async def test_call_with_headers_for_auth() -> None:
+    def current_user(authorization: Annotated[str | None, Header()] = None) -> str | None:
+        return authorization.removeprefix("Bearer ") if authorization else None
+
+    api = Tether(user=Depends(current_user))
+
+    @api.query(auth=True)
+    async def me() -> str:
+        return "ok"
+
+    with pytest.raises(Unauthorized):
+        await api.call("me")
+    assert await api.call("me", headers={"Authorization": "Bearer ada"}) == "ok"
+
+
+def test_mount_twice_is_refused() -> None:
+    api = Tether()
+    app = FastAPI()
+    api.mount(app)
+    assert api.app is app
+    assert api.invoker.overrides_provider is app
+    with pytest.raises(ConfigurationError, match="already mounted"):
+        api.mount(FastAPI())
+
+
+async def test_mount_with_explicit_transports_and_late_operations() -> None:
+    api = Tether(prefix="", tags=["all"])
+
+    @api.query
+    def early() -> int:
+        return 1
+
+    app = FastAPI()
+    api.mount(app, transports=[HttpTransport()])
+    schema_before = app.openapi()
+
+    @api.query(tags=["late"])
+    def late() -> int:
+        return 2
+
+    async with asgi_client(app) as client:
+        assert (await client.post("/call/early")).json() == {"result": 1}
+        assert (await client.post("/call/late")).json() == {"result": 2}
+        schema = (await client.get("/openapi.json")).json()
+    assert "/call/late" not in schema_before["paths"]
+    assert schema["paths"]["/call/late"]["post"]["tags"] == ["all", "late"]
+    assert schema["paths"]["/call/early"]["post"]["tags"] == ["all"]
+
+
+async def test_mount_with_no_transports_serves_nothing() -> None:
+    api = Tether()
+
+    @api.query
+    def a() -> int:
+        return 1
+
+    app = FastAPI()
+    api.mount(app, transports=[])
+    async with asgi_client(app) as client:
+        assert (await client.post("/api/call/a")).status_code == 404
+    assert await api.call("a") == 1
+
+
+def test_iteration_is_a_snapshot() -> None:
+    api = Tether()
+
+    @api.query
+    def a() -> int:
+        return 1
+
+    for op in api:
+        api.add(lambda: 2, OperationSpec(kind="query", name=f"{op.name}_copy"))
+    assert list(api.operations) == ["a", "a_copy"]
