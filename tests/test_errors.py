@@ -99,7 +99,11 @@ def test_details_are_dumped_as_json_data() -> None:
 def test_validation_failed_details_list_loc_msg_type() -> None:
     error = ValidationFailed.from_errors(
         [
-            {"loc": ("body", "a", 0), "msg": "Input should be a valid integer", "type": "int_parsing"},
+            {
+                "loc": ("body", "a", 0),
+                "msg": "Input should be a valid integer",
+                "type": "int_parsing",
+            },
             {"loc": ("b",), "msg": "Field required", "type": "missing", "input": {}, "ctx": {}},
         ]
     )
@@ -111,7 +115,11 @@ def test_validation_failed_details_list_loc_msg_type() -> None:
         "code": "VALIDATION_FAILED",
         "message": "Invalid parameters",
         "details": [
-            {"loc": ["body", "a", 0], "msg": "Input should be a valid integer", "type": "int_parsing"},
+            {
+                "loc": ["body", "a", 0],
+                "msg": "Input should be a valid integer",
+                "type": "int_parsing",
+            },
             {"loc": ["b"], "msg": "Field required", "type": "missing"},
         ],
     }
@@ -233,3 +241,11 @@ def test_errors_are_raisable_and_catchable_as_exceptions() -> None:
     with pytest.raises(TetherError, match="nope") as info:
         fail()
     assert info.value.status == 403
+
+
+def test_unserializable_details_are_left_out_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    error = Conflict("taken", details={"obj": object()})
+    with caplog.at_level("ERROR", logger="tether"):
+        assert error.to_dict() == {"code": "CONFLICT", "message": "taken", "details": None}
+    assert len(caplog.records) == 1
+    assert "Conflict('taken')" in caplog.records[0].getMessage()

@@ -24,10 +24,12 @@ override the class attributes to make their own errors.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic_core import PydanticSerializationError
 
 __all__ = (
     "BUILTIN_ERRORS",
@@ -49,6 +51,9 @@ __all__ = (
     "ValidationFailed",
     "error_for_code",
 )
+
+
+_logger = logging.getLogger("tether")
 
 
 class ConfigurationError(RuntimeError):
@@ -81,7 +86,17 @@ class TetherError(Exception):
         details = self.details
         if details is not None:
             model = self.details_model if self.details_model is not None else Any
-            details = _adapter(model).dump_python(details, mode="json", by_alias=True)
+            try:
+                details = _adapter(model).dump_python(details, mode="json", by_alias=True)
+            except PydanticSerializationError:
+                # A bug where the error was raised; the client still gets its code and message.
+                _logger.error(
+                    "the details of %s(%r) cannot be serialized; they are left out",
+                    type(self).__name__,
+                    self.detail_message,
+                    exc_info=True,
+                )
+                details = None
         return {"code": self.code, "message": self.detail_message, "details": details}
 
     def __repr__(self) -> str:

@@ -1,0 +1,767 @@
+import json
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, Request, Response, Security
+from fastapi.security import OAuth2PasswordBearer, SecurityScopes
+from pydantic import BaseModel, Field
+from starlette.types import Message
+
+from tests._core_helpers import asgi_client, mounted
+from tether import BadRequest, Conflict, NotFound, PayloadTooLarge, Tether, TetherError
+from tether.transports import HttpTransport, default_transports
+from tether.transports._body import header, parse_json, read_body, require_json_content_type
+from tether.transports.http import encode_error
+
+
+class Todo(BaseModel):
+    id: int
+    title: str = "untitled"
+
+
+def make_app(**tether_options: Any) -> tuple[Tether, FastAPI]:
+    api = Tether(**tether_options)
+
+    @api.query
+    async def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    @api.query
+    def total(values: list[int], scale: float = 1.0, label: str | None = None) -> list[Any]:
+        return [sum(values) * scale, label]
+
+    @api.query
+    def get_todo(todo: Todo) -> Todo:
+        return todo
+
+    @api.query
+    def nothing() -> str:
+        return "nothing"
+
+    @api.command
+    def create(title: str) -> Todo:
+        return Todo(id=1, title=title)
+
+    @api.command
+    def echo(value: Any = None) -> Any:
+        return value
+
+    return api, mounted(api)
+
+
+def error(code: str, status_message: str | None = None) -> Any:
+    return {"code": code, "message": status_message, "details": None}
+
+
+async def post_raw(
+    app: FastAPI, path: str, content: bytes, content_type: str | None = "application/json"
+) -> httpx.Response:
+    headers = {"content-type": content_type} if content_type else {}
+    async with asgi_client(app) as client:
+        return await client.post(path, content=content, headers=headers)
+
+
+# -- calls ---------------------------------------------------------------------------------
+
+
+async def test_post_call() -> None:
+    _, app = make_app()
+    async with asgi_client(app) as client:
+        response = await client.post("/api/call/add", json={"a": 2, "b": 3})
+    assert response.status_code == 200
+    assert response.json() == {"result": 5}
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-length"] == str(len(response.content))
+
+
+async def test_post_with_model_and_list_params() -> None:
+    _, app = make_app()
+    async with asgi_client(app) as client:
+        response = await client.post("/api/call/get_todo", json={"todo": {"id": 3}})
+        assert response.json() == {"result": {"id": 3, "title": "untitled"}}
+        response = await client.post("/api/call/total", json={"values": [1, 2, 3]})
+        assert response.json() == {"result": [6.0, None]}
+
+
+async def test_get_query_with_scalar_and_list_params() -> None:
+    _, app = make_app()
+    async with asgi_client(app) as client:
+        response = await client.get("/api/call/add", params={"a": "4", "b": "5"})
+        assert (response.status_code, response.json()) == (200, {"result": 9})
+        response = await client.get("/api/call/add?a=4")
+        assert response.json() == {"result": 4}
+        response = await client.get("/api/call/total?values=1&values=2&scale=0.5&label=x")
+        assert response.json() == {"result": [1.5, "x"]}
+        response = await client.get("/api/call/total?values=7")
+        assert response.json() == {"result": [7.0, None]}
+        response = await client.get("/api/call/total", params={"values": ["%20", "2"]})
+        assert response.status_code == 422
+        response = await client.get("/api/call/nothing")
+        assert response.json() == {"result": "nothing"}
+        response = await client.get("/api/call/add?a=%C3%A9")
+        assert response.status_code == 422
+        assert response.json()["error"]["details"][0]["loc"] == ["a"]
+
+
+async def test_get_validation_errors() -> None:
+    _, app = make_app()
+    async with asgi_client(app) as client:
+        response = await client.get("/api/call/add?a=1&a=2")
+        assert response.status_code == 422
+        assert response.json() == {
+            "error": {
+                "code": "VALIDATION_FAILED",
+                "message": "Invalid parameters",
+                "details": [
+                    {"loc": ["a"], "msg": "Parameter given more than once", "type": "duplicate"}
+                ],
+            }
+        }
+        response = await client.get("/api/call/add?a=1&c=2")
+        assert response.status_code == 422
+        assert response.json()["error"]["details"][0]["type"] == "extra_forbidden"
+        response = await client.get("/api/call/add")
+        assert response.json()["error"]["details"][0] == {
+            "loc": ["a"],
+            "msg": "Field required",
+            "type": "missing",
+        }
+
+
+async def test_get_on_a_command_is_405() -> None:
+    _, app = make_app()
+    async with asgi_client(app) as client:
+        response = await client.get("/api/call/create?title=x")
+    assert response.status_code == 405
+    assert response.json() == {
+        "error": error("METHOD_NOT_ALLOWED", "GET is not allowed for create; use POST")
+    }
+
+
+async def test_get_on_a_query_with_a_model_param_is_405() -> None:
+    _, app = make_app()
+    async with asgi_client(app) as client:
+        response = await client.get("/api/call/get_todo?todo=1")
+    assert response.status_code == 405
+    body = response.json()
+    assert body["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert "POST" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+async def test_other_methods_are_405(method: str) -> None:
+    _, app = make_app()
+    async with asgi_client(app) as client:
+        query = await client.request(method, "/api/call/add", json={"a": 1})
+        command = await client.request(method, "/api/call/create", json={"title": "t"})
+    assert query.status_code == command.status_code == 405
+    assert query.json()["error"]["message"] == f"{method} is not allowed for add; use GET, POST"
+    assert command.json()["error"]["message"] == f"{method} is not allowed for create; use POST"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_unknown_operation_is_404(method: str) -> None:
+    _, app = make_app()
+    async with asgi_client(app) as client:
+        response = await client.request(
+            method, "/api/call/nope", json={} if method == "POST" else None
+        )
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {
+            "code": "NOT_FOUND",
+            "message": "Unknown operation 'nope'",
+            "details": {"operation": "nope"},
+        }
+    }
+
+
+async def test_tether_error_raised_by_the_operation() -> None:
+    api = Tether()
+
+    class Gone(NotFound):
+        code = "TODO_GONE"
+        status = 410
+
+    @api.command
+    def delete(id: int) -> None:
+        raise Gone("deleted already", details={"id": id})
+
+    app = mounted(api)
+    async with asgi_client(app) as client:
+        response = await client.post("/api/call/delete", json={"id": 4})
+    assert response.status_code == 410
+    assert response.json() == {
+        "error": {"code": "TODO_GONE", "message": "deleted already", "details": {"id": 4}}
+    }
+
+
+async def test_error_with_unserializable_details_still_answers_an_envelope(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = Tether()
+
+    @api.command
+    def bad() -> None:
+        raise Conflict("conflict", details={"obj": object()})
+
+    app = mounted(api)
+    with caplog.at_level("ERROR", logger="tether"):
+        async with asgi_client(app) as client:
+            response = await client.post("/api/call/bad", json={})
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": {"code": "CONFLICT", "message": "conflict", "details": None}
+    }
+    assert len(caplog.records) == 1
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not json",
+        b"{",
+        b'{"a": 1,}',
+        b"{'a': 1}",
+        b'{"a": NaN}',
+        b'{"a": Infinity}',
+        b'{"a": -Infinity}',
+        b'{"a": 1e999}',
+        b"NaN",
+        b'{"a": "\xff\xfe"}',
+        b"\xef\xbb\xbf\xff",
+        b'{"a": 1}' + b"\x00",
+        b'{"a": ' * 10_000 + b"1" + b"}" * 10_000,
+        b"[" * 10_000 + b"]" * 10_000,
+    ],
+    ids=[
+        "text",
+        "truncated",
+        "trailing-comma",
+        "single-quotes",
+        "nan",
+        "infinity",
+        "minus-infinity",
+        "1e999",
+        "bare-nan",
+        "non-utf8",
+        "bom-garbage",
+        "trailing-nul",
+        "deep-object",
+        "deep-array",
+    ],
+)
+async def test_malformed_json_is_400(content: bytes) -> None:
+    _, app = make_app()
+    response = await post_raw(app, "/api/call/echo", content)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"]["code"] == "BAD_REQUEST"
+    assert body["error"]["message"].startswith("Malformed JSON")
+
+
+@pytest.mark.parametrize(
+    ("content", "received"),
+    [(b"[1, 2]", "list"), (b'"a"', "str"), (b"1", "int"), (b"null", "NoneType"), (b"true", "bool")],
+)
+async def test_body_that_is_not_an_object_is_400(content: bytes, received: str) -> None:
+    _, app = make_app()
+    response = await post_raw(app, "/api/call/add", content)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "code": "BAD_REQUEST",
+            "message": "The request body must be a JSON object of parameters",
+            "details": {"received": received},
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "json"],
+)
+async def test_wrong_content_type_is_415(content_type: str) -> None:
+    _, app = make_app()
+    response = await post_raw(app, "/api/call/add", b'{"a": 1}', content_type)
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;charset=UTF-8",
+        "application/vnd.api+json",
+        None,
+    ],
+)
+async def test_json_content_types_are_accepted(content_type: str | None) -> None:
+    _, app = make_app()
+    response = await post_raw(app, "/api/call/add", b'{"a": 1, "b": 1}', content_type)
+    assert (response.status_code, response.json()) == (200, {"result": 2})
+
+
+async def test_empty_body_means_no_params() -> None:
+    _, app = make_app()
+    response = await post_raw(app, "/api/call/nothing", b"")
+    assert (response.status_code, response.json()) == (200, {"result": "nothing"})
+    response = await post_raw(app, "/api/call/add", b"")
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["loc"] == ["a"]
+
+
+async def test_utf8_body_is_decoded() -> None:
+    _, app = make_app()
+    response = await post_raw(app, "/api/call/echo", '{"value": "héllo ✓"}'.encode())
+    assert response.json() == {"result": "héllo ✓"}
+
+
+async def test_body_over_the_limit_is_413() -> None:
+    _, app = make_app(max_body_size=64)
+    async with asgi_client(app) as client:
+        ok = await client.post("/api/call/echo", json={"value": "x" * 40})
+        assert ok.status_code == 200
+        response = await client.post("/api/call/echo", json={"value": "x" * 100})
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": {
+            "code": "PAYLOAD_TOO_LARGE",
+            "message": "Request body is 112 bytes; the limit is 64",
+            "details": {"limit": 64},
+        }
+    }
+
+
+async def test_streamed_body_over_the_limit_is_413() -> None:
+    # No Content-Length (a chunked upload) and a body that never ends: the 413 can only
+    # come from counting the bytes as they arrive.
+    _, app = make_app(max_body_size=64)
+    receive = CountingReceive(b"x" * 10)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/call/echo",
+        "raw_path": b"/api/call/echo",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+        "server": ("test", 80),
+        "client": ("test", 1),
+    }
+    await app(scope, receive, send)
+    assert receive.calls == 7
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"] == {
+        "code": "PAYLOAD_TOO_LARGE",
+        "message": "Request body exceeds the limit of 64 bytes",
+        "details": {"limit": 64},
+    }
+
+
+async def test_invalid_content_length_is_400() -> None:
+    api, _ = make_app()
+    transport = HttpTransport()
+    sent: list[Message] = []
+    transport.api = api
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/call/add",
+        "headers": [(b"content-length", b"abc")],
+        "path_params": {"name": "add"},
+        "query_string": b"",
+    }
+
+    async def receive() -> Message:
+        raise AssertionError("body must not be read")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await transport(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error"]["message"] == "Invalid Content-Length header"
+
+
+async def test_client_disconnect_while_reading_sends_nothing() -> None:
+    api, _ = make_app()
+    transport = HttpTransport()
+    transport.api = api
+    sent: list[Message] = []
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/call/add",
+        "headers": [],
+        "path_params": {"name": "add"},
+        "query_string": b"",
+    }
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"{", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await transport(scope, receive, send)
+    assert sent == []
+    assert messages == []
+
+
+# -- _body ------------------------------------------------------------------------------------
+
+
+def test_header_lookup() -> None:
+    scope = {"headers": [(b"a", b"1"), (b"b", b"2"), (b"a", b"3")]}
+    assert header(scope, b"a") == b"1"
+    assert header(scope, b"b") == b"2"
+    assert header(scope, b"c") is None
+
+
+def test_require_json_content_type() -> None:
+    require_json_content_type({"headers": []})
+    require_json_content_type({"headers": [(b"content-type", b"application/problem+json")]})
+    with pytest.raises(TetherError) as info:
+        require_json_content_type({"headers": [(b"content-type", b"text/json")]})
+    assert info.value.status == 415
+    assert info.value.detail_message == "Content-Type must be application/json, not 'text/json'"
+
+
+class CountingReceive:
+    """An endless request body: it proves the reader stops instead of reading it all."""
+
+    def __init__(self, chunk: bytes, chunks: int | None = None) -> None:
+        self.chunk = chunk
+        self.chunks = chunks
+        self.calls = 0
+
+    async def __call__(self) -> Message:
+        self.calls += 1
+        more = self.chunks is None or self.calls < self.chunks
+        return {"type": "http.request", "body": self.chunk, "more_body": more}
+
+
+async def test_read_body_refuses_declared_length_without_reading() -> None:
+    receive = CountingReceive(b"x" * 10)
+    scope = {"headers": [(b"content-length", b"1000000000")]}
+    with pytest.raises(PayloadTooLarge) as info:
+        await read_body(scope, receive, 100)
+    assert receive.calls == 0
+    assert info.value.details == {"limit": 100}
+
+
+async def test_read_body_stops_at_the_limit_of_an_endless_body() -> None:
+    receive = CountingReceive(b"x" * 10)  # never ends
+    with pytest.raises(PayloadTooLarge):
+        await read_body({"headers": []}, receive, 100)
+    assert receive.calls == 11
+
+
+async def test_read_body_stops_when_the_declared_length_lies() -> None:
+    receive = CountingReceive(b"x" * 10)
+    with pytest.raises(PayloadTooLarge):
+        await read_body({"headers": [(b"content-length", b"5")]}, receive, 50)
+    assert receive.calls == 6
+
+
+async def test_read_body_joins_chunks_and_accepts_the_limit_exactly() -> None:
+    receive = CountingReceive(b"abcd", chunks=25)
+    assert await read_body({"headers": []}, receive, 100) == b"abcd" * 25
+    single = CountingReceive(b"abc", chunks=1)
+    assert await read_body({"headers": [(b"content-length", b"3")]}, single, 3) == b"abc"
+
+
+async def test_read_body_empty_and_disconnect() -> None:
+    async def empty() -> Message:
+        return {"type": "http.request"}
+
+    assert await read_body({"headers": []}, empty, 10) == b""
+
+    async def gone() -> Message:
+        return {"type": "http.disconnect"}
+
+    with pytest.raises(BadRequest, match="Client disconnected"):
+        await read_body({"headers": []}, gone, 10)
+
+
+def test_parse_json() -> None:
+    assert parse_json(b'{"a": [1, 2.5, "x", null, true]}') == {"a": [1, 2.5, "x", None, True]}
+    nested = b"[" * 1024 + b"]" * 1024
+    assert isinstance(parse_json(nested), list)
+    for bad in (b"[" * 1025 + b"]" * 1025, b"NaN", b"1e400", b"\xff"):
+        with pytest.raises(BadRequest):
+            parse_json(bad)
+
+
+def test_encode_error() -> None:
+    assert json.loads(encode_error(NotFound("x", details=[1]))) == {
+        "error": {"code": "NOT_FOUND", "message": "x", "details": [1]}
+    }
+
+
+def test_default_transports_are_fresh() -> None:
+    first, second = default_transports(), default_transports()
+    assert any(isinstance(t, HttpTransport) for t in first)
+    assert all(a is not b for a, b in zip(first, second, strict=True))
+
+
+# -- OpenAPI ----------------------------------------------------------------------------------
+
+
+class OutOfStock(Conflict):
+    code = "OUT_OF_STOCK"
+    message = "Out of stock"
+
+
+class Teapot(TetherError):
+    code = "TEAPOT"
+    status = 418
+    message = "I'm a teapot"
+
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="token")
+
+
+def current_user(token: Annotated[str, Depends(oauth2)]) -> str:
+    return token
+
+
+def tenant(x_tenant: Annotated[str, Header()] = "main") -> str:
+    return x_tenant
+
+
+def scoped(security_scopes: SecurityScopes) -> list[str]:
+    return security_scopes.scopes
+
+
+def documented_app() -> FastAPI:
+    api = Tether(user=Depends(current_user), dependencies=[Depends(tenant)], tags=["tethered"])
+
+    @api.query(auth=True, errors=[NotFound], tags=["todos"])
+    async def get_todo(
+        id: Annotated[int, Field(ge=1, description="The todo's id")],
+        request: Request,
+        tasks: BackgroundTasks,
+        response: Response,
+        x_trace: Annotated[str | None, Header()] = None,
+    ) -> Todo:
+        """Fetch one todo.
+
+        With a longer description.
+        """
+        return Todo(id=id)
+
+    @api.command(
+        name="todos.add",
+        auth="staff",
+        errors=[OutOfStock, Teapot, Conflict],
+        summary="Add a todo",
+        deprecated=True,
+    )
+    def add_todo(todo: Todo, scopes: list[str] = Security(scoped, scopes=["write"])) -> Todo:
+        return todo
+
+    @api.query(description="Lists todos.")
+    def list_todos(limit: int = 10, tags: list[str] | None = None, json: str = "") -> list[Todo]:
+        return []
+
+    @api.command
+    def ping() -> None:
+        pass
+
+    return mounted(api)
+
+
+async def openapi_of(app: FastAPI) -> dict[str, Any]:
+    async with asgi_client(app) as client:
+        response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()  # type: ignore[no-any-return]
+
+
+class TestOpenAPI:
+    async def test_every_operation_is_a_route_with_its_name_as_operation_id(self) -> None:
+        doc = await openapi_of(documented_app())
+        paths = doc["paths"]
+        expected = {
+            "/api/call/get_todo": {"post": "get_todo", "get": "get_todo__get"},
+            "/api/call/todos.add": {"post": "todos.add"},
+            "/api/call/list_todos": {"post": "list_todos", "get": "list_todos__get"},
+            "/api/call/ping": {"post": "ping"},
+        }
+        for path, methods in expected.items():
+            assert {m: op["operationId"] for m, op in paths[path].items()} == methods
+
+    async def test_named_request_and_response_models(self) -> None:
+        doc = await openapi_of(documented_app())
+        schemas = doc["components"]["schemas"]
+        post = doc["paths"]["/api/call/todos.add"]["post"]
+        assert post["requestBody"]["required"] is True
+        assert post["requestBody"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/TodosAddParams"
+        }
+        assert post["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/TodosAddResult"
+        }
+        assert schemas["TodosAddParams"]["properties"] == {
+            "todo": {"$ref": "#/components/schemas/Todo"}
+        }
+        assert schemas["TodosAddParams"]["additionalProperties"] is False
+        assert schemas["TodosAddResult"]["properties"] == {
+            "result": {"$ref": "#/components/schemas/Todo"}
+        }
+        assert schemas["TodosAddResult"]["required"] == ["result"]
+        assert schemas["GetTodoParams"]["properties"]["id"] == {
+            "type": "integer",
+            "minimum": 1,
+            "description": "The todo's id",
+            "title": "Id",
+        }
+        assert schemas["ListTodosResult"]["properties"]["result"] == {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/Todo"},
+            "title": "Result",
+        }
+        # Every input optional: the body may be left out.
+        list_post = doc["paths"]["/api/call/list_todos"]["post"]
+        assert list_post["requestBody"].get("required", False) is False
+        # No inputs: no body at all.
+        assert "requestBody" not in doc["paths"]["/api/call/ping"]["post"]
+
+    async def test_description_summary_tags_deprecated(self) -> None:
+        doc = await openapi_of(documented_app())
+        get_todo = doc["paths"]["/api/call/get_todo"]["post"]
+        assert get_todo["description"] == "Fetch one todo.\n\nWith a longer description."
+        assert get_todo["summary"] == "get_todo"
+        assert get_todo["tags"] == ["tethered", "todos"]
+        assert "deprecated" not in get_todo
+        add = doc["paths"]["/api/call/todos.add"]["post"]
+        assert add["summary"] == "Add a todo"
+        assert add["deprecated"] is True
+        assert "description" not in add
+        assert doc["paths"]["/api/call/list_todos"]["get"]["description"] == "Lists todos."
+
+    async def test_x_tether_extension(self) -> None:
+        doc = await openapi_of(documented_app())
+        assert doc["paths"]["/api/call/get_todo"]["get"]["x-tether"] == {
+            "name": "get_todo",
+            "kind": "query",
+            "auth": True,
+            "errors": [
+                "BAD_REQUEST",
+                "VALIDATION_FAILED",
+                "UNAUTHORIZED",
+                "FORBIDDEN",
+                "NOT_FOUND",
+                "INTERNAL_ERROR",
+            ],
+        }
+        assert doc["paths"]["/api/call/todos.add"]["post"]["x-tether"]["auth"] == "staff"
+        assert doc["paths"]["/api/call/todos.add"]["post"]["x-tether"]["kind"] == "command"
+        assert doc["paths"]["/api/call/ping"]["post"]["x-tether"] == {
+            "name": "ping",
+            "kind": "command",
+            "auth": False,
+            "errors": ["BAD_REQUEST", "VALIDATION_FAILED", "INTERNAL_ERROR"],
+        }
+
+    async def test_custom_policy_is_described(self) -> None:
+        api = Tether(user=Depends(current_user))
+
+        @api.query(auth=lambda user, ctx: True)
+        def op() -> None:
+            pass
+
+        doc = await openapi_of(mounted(api))
+        assert doc["paths"]["/api/call/op"]["post"]["x-tether"]["auth"] == "custom"
+
+    async def test_documented_errors(self) -> None:
+        doc = await openapi_of(documented_app())
+        responses = doc["paths"]["/api/call/todos.add"]["post"]["responses"]
+        assert sorted(responses) == ["200", "400", "401", "403", "409", "418", "422", "500"]
+        envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+        for status in ("400", "401", "403", "409", "418", "422", "500"):
+            assert responses[status]["content"]["application/json"]["schema"] == envelope
+        assert (
+            responses["409"]["description"] == "`OUT_OF_STOCK`: Out of stock; `CONFLICT`: Conflict"
+        )
+        assert responses["418"]["description"] == "`TEAPOT`: I'm a teapot"
+        assert responses["401"]["description"] == "`UNAUTHORIZED`: Authentication required"
+        assert doc["components"]["schemas"]["ErrorBody"]["required"] == ["code", "message"]
+        assert "HTTPValidationError" not in json.dumps(doc["paths"]["/api/call/todos.add"])
+
+    async def test_header_parameters_and_security(self) -> None:
+        doc = await openapi_of(documented_app())
+        for method in ("post", "get"):
+            route = doc["paths"]["/api/call/get_todo"][method]
+            headers = {p["name"] for p in route["parameters"] if p["in"] == "header"}
+            # The operation's own Header, the Tether-level dependency's header.
+            assert headers == {"x-trace", "x-tenant"}
+            assert route["security"] == [{"OAuth2PasswordBearer": []}]
+        get = doc["paths"]["/api/call/get_todo"]["get"]
+        assert [p["name"] for p in get["parameters"] if p["in"] == "query"] == ["id"]
+        assert doc["components"]["securitySchemes"]["OAuth2PasswordBearer"]["type"] == "oauth2"
+        list_get = doc["paths"]["/api/call/list_todos"]["get"]
+        assert [p["name"] for p in list_get["parameters"] if p["in"] == "query"] == [
+            "limit",
+            "tags",
+            "json",
+        ]
+
+    async def test_no_internal_parameter_leaks(self) -> None:
+        doc = await openapi_of(documented_app())
+        text = json.dumps(doc)
+        assert "__tether" not in text
+        assert "tether_field_" not in text
+        names: set[str] = set()
+        for methods in doc["paths"].values():
+            for route in methods.values():
+                names.update(p["name"] for p in route.get("parameters", ()))
+        for schema_name, schema in doc["components"]["schemas"].items():
+            if schema_name.endswith(("Params", "Result")):  # the operations' own models
+                names.update(schema.get("properties", {}))
+        for internal in (
+            "request",
+            "tasks",
+            "response",
+            "self",
+            "security_scopes",
+            "scopes",
+            "params",
+        ):
+            assert internal not in names, internal
+        titles = {s.get("title") for s in doc["components"]["schemas"].values()}
+        assert "Params" not in titles
+
+    async def test_swagger_ui_is_served(self) -> None:
+        async with asgi_client(documented_app()) as client:
+            response = await client.get("/docs")
+        assert response.status_code == 200
+        assert "swagger-ui" in response.text
+
+    async def test_documentation_routes_never_match(self) -> None:
+        # Dispatch goes through the single call route: a path that only a documentation
+        # route has (a trailing segment) is not served.
+        app = documented_app()
+        async with asgi_client(app) as client:
+            response = await client.post("/api/call/ping/extra", json={})
+        assert response.status_code == 404
