@@ -85,7 +85,8 @@ async def test_quickstart_1() -> None:
         by_ada = body(await client.get("/api/call/list_notes?author=ada"))["result"]
         assert [note["id"] for note in by_ada] == [1]
         paths = body(await client.get("/openapi.json"))["paths"]
-        assert set(paths) == {"/api/call/list_notes", "/api/call/get_note", "/api/call/add_note"}
+        calls = {path for path in paths if path.startswith("/api/call/")}
+        assert calls == {"/api/call/list_notes", "/api/call/get_note", "/api/call/add_note"}
 
 
 async def test_quickstart_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -322,6 +323,7 @@ async def test_auth_1_openapi() -> None:
     policies = {
         path.rsplit("/", 1)[1]: item["post"]["x-tether"]["auth"]
         for path, item in schema["paths"].items()
+        if path.startswith("/api/call/")
     }
     assert policies == {
         "public": False,

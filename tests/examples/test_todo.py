@@ -166,11 +166,11 @@ def test_make_demo_command_serves_the_app(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 15
+        response: httpx.Response | None = None
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            while True:
+            while response is None:
                 try:
                     response = call(client, "add_todo", {"title": "from make demo"}, ADA)
-                    break
                 except httpx.ConnectError:
                     assert process.poll() is None, "uvicorn exited"
                     assert time.monotonic() < deadline, "uvicorn did not start"

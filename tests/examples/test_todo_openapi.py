@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 import httpx
-
 from examples.todo.app import create_app
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "todo_openapi.json"
@@ -48,3 +47,17 @@ async def test_openapi_matches_snapshot(tmp_path: Path) -> None:
             "the demo app's OpenAPI changed; if intended, regenerate with"
             f" TETHER_UPDATE_SNAPSHOTS=1:\n{diff}"
         )
+
+
+def test_openapi_documents_no_fastapi_validation_error(tmp_path: Path) -> None:
+    """tether never answers FastAPI's 422 `HTTPValidationError` shape, so none is documented."""
+    app = create_app(tmp_path / "todo.db")
+    document = app.openapi()
+    leaks = [
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if "HTTPValidationError" in json.dumps(operation.get("responses", {}))
+    ]
+    assert leaks == []
+    assert "HTTPValidationError" not in document.get("components", {}).get("schemas", {})
