@@ -179,3 +179,13 @@ def test_admin_stats(
 
 def test_unknown_operation_is_404(client: httpx.Client) -> None:
     error(call(client, "no_such_operation"), 404, "NOT_FOUND")
+
+
+def test_405_names_the_allowed_methods(client: httpx.Client) -> None:
+    # RFC 9110 section 15.5.6: a 405 response MUST carry an Allow header.
+    command = client.get("/api/call/update", params={"a": 1})
+    error(command, 405, "METHOD_NOT_ALLOWED")
+    assert command.headers.get("allow") == "POST"
+    query = client.put("/api/call/add", json={"a": 1, "b": 2})
+    error(query, 405, "METHOD_NOT_ALLOWED")
+    assert query.headers.get("allow") == "GET, POST"
