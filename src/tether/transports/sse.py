@@ -1,0 +1,477 @@
+"""The SSE transport: `GET/POST {prefix}/stream/{name}` reads a stream operation as events.
+
+One route and a dict lookup serve every stream. `GET` takes the parameters from the query
+string, `POST` from a JSON object body. The answer is `text/event-stream`:
+
+```
+id: 1
+event: data
+data: <item as JSON>
+
+...
+
+event: end
+data: null
+```
+
+An error raised while items flow becomes `event: error` with the error envelope, and the
+stream closes. An error known before the first item (unknown operation, not a stream,
+validation, auth, body problems) answers with the error's HTTP status and a single
+`event: error`: `EventSource` treats a non-200 answer as fatal and does not reconnect.
+
+The stream runs in the request's task, which enters and exits the operation's
+dependencies; a sibling task watches for the client leaving and cancels it, so the
+generator stops and its yield dependencies close at once. Items are not replayed:
+`Last-Event-ID` is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qsl
+
+import anyio
+import anyio.lowlevel
+from fastapi import Body, Query
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from ..context import CallContext
+from ..errors import BadRequest, ErrorEnvelope, MethodNotAllowed, TetherError
+from ..schema.openapi import DocumentationRoute, operation_errors, tether_extension
+from ._body import parse_json, read_body, require_json_content_type
+from .http import encode_error
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+    from fastapi import FastAPI
+
+    from ..operation import Operation
+    from ..registry import Tether
+
+__all__ = (
+    "DEFAULT_HEARTBEAT",
+    "EventStreamResponse",
+    "SseTransport",
+    "StreamAborted",
+    "documentation_routes",
+    "error_event",
+)
+
+DEFAULT_HEARTBEAT = 15.0
+"""Seconds between two `: ping` comments on an open stream."""
+
+_SHUTDOWN_POLL = 0.1
+# The stream yields to the event loop at least every this many items, so that a generator
+# that never awaits still lets the server notice a client that left.
+_CHECKPOINT_EVERY = 32
+
+_STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+    (b"connection", b"keep-alive"),
+]
+_SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
+_END = b"event: end\ndata: null\n\n"
+_PING: Message = {"type": "http.response.body", "body": b": ping\n\n", "more_body": True}
+
+
+class EventStreamResponse(Response):
+    """Marks a documented response as `text/event-stream` in OpenAPI (documentation only)."""
+
+    media_type = "text/event-stream"
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class StreamAborted(Exception):
+    """Raised into a stream's yield dependencies when its client leaves or the server stops."""
+
+
+def error_event(error: TetherError) -> bytes:
+    """Return the `event: error` carrying `error`'s envelope."""
+    return b"event: error\ndata: " + encode_error(error) + b"\n\n"
+
+
+class SseTransport:
+    """Serves stream operations as server-sent events at `GET/POST {prefix}{path}/{name}`.
+
+    Args:
+        path: the endpoint's path under the Tether prefix (default `/stream`).
+        heartbeat: seconds between two `: ping` comments that keep idle proxies from
+            closing an open stream (default 15).
+    """
+
+    def __init__(self, *, path: str = "/stream", heartbeat: float = DEFAULT_HEARTBEAT) -> None:
+        if heartbeat <= 0:
+            raise ValueError("heartbeat must be positive")
+        self.path = path
+        """The endpoint's path under the Tether prefix."""
+        self.heartbeat = heartbeat
+        """Seconds between two heartbeat comments."""
+        self.api: Tether | None = None
+        self.app: FastAPI | None = None
+        self._uvicorn: tuple[object, Any] | None = None
+
+    def attach(self, api: Tether, app: FastAPI) -> None:
+        """Add the stream route, and document every stream operation, on `app`."""
+        self.api = api
+        self.app = app
+        app.router.routes.append(
+            Route(f"{api.prefix}{self.path}/{{name}}", endpoint=self, include_in_schema=False)
+        )
+        for op in api:
+            self.operation_added(op)
+
+    def operation_added(self, op: Operation) -> None:
+        """Document a stream operation in the app's OpenAPI (other kinds are not SSE's)."""
+        assert self.api is not None
+        assert self.app is not None
+        if op.kind != "stream":
+            return
+        self.app.router.routes.extend(documentation_routes(op, self.api, self.path))
+        self.app.openapi_schema = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one stream request (the ASGI entry point of the stream route)."""
+        api = self.api
+        assert api is not None
+        try:
+            op, params, body = await self._read_request(api, scope, receive)
+        except _ClientGone:
+            return
+        except TetherError as error:
+            await _send_error(send, error)
+            return
+        ctx = CallContext("sse", scope, receive, body=body)
+        exchange = _Exchange(self, api, op, params, ctx, send)
+        await exchange.run()
+
+    async def _read_request(
+        self, api: Tether, scope: Scope, receive: Receive
+    ) -> tuple[Operation, dict[str, Any], bytes]:
+        op = api.get(scope["path_params"]["name"])
+        if op.kind != "stream":
+            raise BadRequest(
+                f"{op.name} is a {op.kind}, not a stream; call it at {api.prefix}/call/{op.name}",
+                details={"operation": op.name, "kind": op.kind},
+            )
+        method = scope["method"]
+        if method == "POST":
+            require_json_content_type(scope)
+            try:
+                body = await read_body(scope, receive, api.max_body_size)
+            except BadRequest as error:
+                if error.detail_message == "Client disconnected":
+                    raise _ClientGone() from None
+                raise
+            params = parse_json(body) if body else {}
+            if not isinstance(params, dict):
+                raise BadRequest(
+                    "The request body must be a JSON object of parameters",
+                    details={"received": type(params).__name__},
+                )
+            return op, params, body
+        if method == "GET":
+            if op.query_shape is None:
+                raise MethodNotAllowed(
+                    f"{op.name} takes structured input; open it with POST and a JSON body"
+                )
+            raw = scope.get("query_string", b"")
+            items = parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
+            return op, op.params_from_query(items), b""
+        raise MethodNotAllowed(f"{method} is not allowed for {op.name}; use GET or POST")
+
+    def uvicorn_server(self) -> Any:
+        """Return the uvicorn `Server` running the current event loop, or None.
+
+        uvicorn tells an open HTTP response nothing when it shuts down: it waits for the
+        response to finish. Open streams therefore watch the server's `should_exit` flag
+        themselves. The server is found once per event loop, from the loop's tasks.
+        """
+        if "uvicorn" not in sys.modules:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # another event loop (trio): not uvicorn
+            return None
+        cached = self._uvicorn
+        if cached is not None and cached[0] is loop:
+            return cached[1]
+        server = _find_uvicorn_server()
+        self._uvicorn = (loop, server)
+        return server
+
+
+def _find_uvicorn_server() -> Any:
+    from uvicorn.server import Server
+
+    for task in asyncio.all_tasks():
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None)
+            if frame is not None:
+                for value in frame.f_locals.values():
+                    if isinstance(value, Server):
+                        return value
+            coro = getattr(coro, "cr_await", None)
+    return None
+
+
+class _Exchange:
+    """One open stream: the request's task pumps items; sibling tasks watch and ping."""
+
+    __slots__ = (
+        "api",
+        "client_gone",
+        "ctx",
+        "op",
+        "params",
+        "scope",
+        "send",
+        "shutting_down",
+        "started",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        transport: SseTransport,
+        api: Tether,
+        op: Operation,
+        params: dict[str, Any],
+        ctx: CallContext,
+        send: Send,
+    ) -> None:
+        self.transport = transport
+        self.api = api
+        self.op = op
+        self.params = params
+        self.ctx = ctx
+        self.send = send
+        self.scope = anyio.CancelScope()
+        self.started = False
+        self.client_gone = False
+        self.shutting_down = False
+
+    async def run(self) -> None:
+        tail: bytes | TetherError = _END
+        async with anyio.create_task_group() as group:
+            self.scope = group.cancel_scope
+            group.start_soon(self._watch_client)
+            tail = await self._pump(group)
+            group.cancel_scope.cancel()
+        if self.client_gone:
+            return
+        if isinstance(tail, TetherError):
+            await _send_error(self.send, tail)
+            return
+        # Invariant: a stream interrupted by shutdown closes without `end`; clients read
+        # that as an interruption (EventSource reconnects).
+        body = b"" if self.shutting_down else tail
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+        background = self.ctx.background
+        if background is not None:
+            await background()
+
+    async def _pump(self, group: TaskGroup) -> bytes | TetherError:
+        """Enter the stream, send its items, exit it: all in this one task.
+
+        Returns what closes the response: the end or error event once started, else the
+        error to answer with.
+        """
+        stream = self.api.invoker.stream(self.ctx, self.op, self.params, encode=True)
+        try:
+            async with stream as items:
+                send = self.send
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": self._headers()}
+                )
+                self.started = True
+                group.start_soon(self._heartbeat)
+                server = self.transport.uvicorn_server()
+                if server is not None:
+                    group.start_soon(self._watch_shutdown, server)
+                # Leaving cancels only the iteration: the yield dependencies then close
+                # outside the cancelled scope, so their own awaits still run, and they see
+                # StreamAborted like any exception raised in the stream.
+                with anyio.CancelScope() as iteration:
+                    self.scope = iteration
+                    number = 0
+                    async for item in items:
+                        number += 1
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": b"id: %d\nevent: data\ndata: %s\n\n" % (number, item),
+                                "more_body": True,
+                            }
+                        )
+                        if number % _CHECKPOINT_EVERY == 0:
+                            await anyio.lowlevel.checkpoint()
+                if iteration.cancelled_caught:
+                    raise StreamAborted(
+                        "the server is shutting down"
+                        if self.shutting_down
+                        else "the client disconnected"
+                    )
+        except StreamAborted:
+            return b""
+        except TetherError as error:
+            return error_event(error) if self.started else error
+        except Exception as exc:
+            # A yield dependency failed while closing.
+            mapped = self.api.invoker.map_exception(exc, self.op.name)
+            return error_event(mapped) if self.started else mapped
+        return _END
+
+    def _headers(self) -> list[tuple[bytes, bytes]]:
+        headers = list(_STREAM_HEADERS)
+        response = self.ctx.response
+        if response is not None:
+            # Headers and cookies that dependencies set on FastAPI's `Response`.
+            headers.extend(
+                (key, value) for key, value in response.raw_headers if key not in _SKIPPED_HEADERS
+            )
+        return headers
+
+    async def _watch_client(self) -> None:
+        receive = self.ctx.receive
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+                self.scope.cancel()
+                return
+
+    async def _watch_shutdown(self, server: Any) -> None:
+        # uvicorn only sets a flag; there is no event to wait on.
+        while not server.should_exit:  # noqa: ASYNC110
+            await anyio.sleep(_SHUTDOWN_POLL)
+        self.shutting_down = True
+        self.scope.cancel()
+
+    async def _heartbeat(self) -> None:
+        interval = self.transport.heartbeat
+        while True:
+            await anyio.sleep(interval)
+            await self.send(_PING)
+
+
+async def _send_error(send: Send, error: TetherError) -> None:
+    body = error_event(error)
+    headers = [
+        *_STREAM_HEADERS[:2],
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if isinstance(error, MethodNotAllowed):
+        headers.append((b"allow", b"GET, POST"))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- OpenAPI -----------------------------------------------------------------------------
+
+
+def _endpoint(parameters: list[inspect.Parameter]) -> Any:
+    def documented_stream(**values: Any) -> None:  # pragma: no cover - never called
+        raise RuntimeError("documentation routes are never called")
+
+    documented_stream.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return documented_stream
+
+
+def _responses(op: Operation) -> dict[int | str, dict[str, Any]]:
+    by_status: dict[int, list[str]] = {}
+    for error in operation_errors(op):
+        by_status.setdefault(error.status, []).append(f"`{error.code}`: {error.message}")
+    return {
+        200: {
+            "description": (
+                "Server-sent events: one `data` event per item (its JSON is this schema),"
+                " then `end`; an `error` event carries an error envelope and ends the stream."
+            )
+        },
+        **{
+            status: {
+                "model": ErrorEnvelope,
+                "description": "Sent as one `event: error`; " + "; ".join(lines),
+                "content": {"text/event-stream": {}},
+            }
+            for status, lines in sorted(by_status.items())
+        },
+    }
+
+
+def documentation_routes(op: Operation, api: Tether, path: str = "/stream") -> list[Any]:
+    """Build the OpenAPI-only routes (POST, plus GET when its input fits a query string)."""
+    dependency_params = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in (op.plan.parameters if op.plan is not None else ())
+    ]
+    dependencies = list(api.dependencies)
+    if op.auth is not None and api.user is not None:
+        dependencies.append(api.user)
+    url = f"{api.prefix}{path}/{op.name}"
+    common: dict[str, Any] = {
+        "response_model": op.output_type,
+        "response_class": EventStreamResponse,
+        "tags": list(op.tags) or None,
+        "summary": op.summary or op.name,
+        "description": op.description,
+        "deprecated": op.deprecated or None,
+        "responses": _responses(op),
+        "dependencies": dependencies,
+        "openapi_extra": {"x-tether": tether_extension(op)},
+    }
+    post_params = list(dependency_params)
+    if op.input_names:
+        required = any(f.is_required() for f in op.input_model.model_fields.values())
+        post_params.append(
+            inspect.Parameter(
+                "params",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=op.input_model,
+                default=Body(...) if required else Body(None),
+            )
+        )
+    routes = [
+        DocumentationRoute(
+            url, _endpoint(post_params), methods=["POST"], operation_id=f"{op.name}__sse", **common
+        )
+    ]
+    if op.query_shape is not None:
+        get_params = list(dependency_params)
+        for field_name, field in op.input_model.model_fields.items():
+            get_params.append(
+                inspect.Parameter(
+                    op.renamed.get(field_name, field_name),
+                    inspect.Parameter.KEYWORD_ONLY,
+                    annotation=(
+                        Annotated[(field.annotation, *field.metadata)]
+                        if field.metadata
+                        else field.annotation
+                    ),
+                    default=Query(
+                        ... if field.is_required() else field.default,
+                        description=field.description,
+                    ),
+                )
+            )
+        routes.append(
+            DocumentationRoute(
+                url,
+                _endpoint(get_params),
+                methods=["GET"],
+                operation_id=f"{op.name}__sse_get",
+                **common,
+            )
+        )
+    return routes
