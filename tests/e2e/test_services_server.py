@@ -459,3 +459,116 @@ def test_request_typed_class_attribute(live_server: Serve) -> None:
     server = live_server(app)
     response = post(server, "echo.agent", {}, headers={"user-agent": "probe/1"})
     assert response.json() == {"result": "probe/1"}
+
+
+# -- JSON-RPC ---------------------------------------------------------------------------------
+
+
+def rpc(server: LiveServer, message: Any, **kwargs: Any) -> httpx.Response:
+    with httpx.Client(base_url=server.url) as client:
+        return client.post("/api/jsonrpc", json=message, **kwargs)
+
+
+def test_jsonrpc_single_call_of_a_service_method(live_server: Serve) -> None:
+    example = build_issue_example()
+    server = live_server(example.app)
+    response = rpc(
+        server,
+        {"jsonrpc": "2.0", "id": 1, "method": "users.get", "params": {"id": 2}},
+        headers=headers("bob", "acme"),
+    )
+    assert response.status_code == 200
+    assert response.json() == {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {"id": 2, "name": "grace", "tenant": "acme"},
+    }
+    positional = rpc(
+        server,
+        {"jsonrpc": "2.0", "id": 2, "method": "users.search", "params": ["gra", 1]},
+        headers=headers(),
+    )
+    assert positional.json()["result"] == [{"id": 2, "name": "grace", "tenant": "acme"}]
+    assert example.log.count("db open") == example.log.count("db close") == 2
+
+
+def test_jsonrpc_batch_runs_one_instance_per_item_and_closes_each_yield_dependency(
+    live_server: Serve,
+) -> None:
+    example = build_issue_example()
+    server = live_server(example.app)
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "users.get", "params": {"id": 1}},
+        {"jsonrpc": "2.0", "id": 2, "method": "users.get", "params": {"id": 2}},
+        {"jsonrpc": "2.0", "id": 3, "method": "users.get", "params": {"id": 99}},
+        {"jsonrpc": "2.0", "id": 4, "method": "admin_users.get", "params": {"id": 1}},
+        {"jsonrpc": "2.0", "id": 5, "method": "users.get", "params": {"id": 1, "db": "x"}},
+    ]
+    response = rpc(server, batch, headers=headers("bob", "acme"))
+    assert response.status_code == 200
+    replies = {reply["id"]: reply for reply in response.json()}
+    assert replies[1]["result"] == {"id": 1, "name": "ada", "tenant": "acme"}
+    assert replies[2]["result"] == {"id": 2, "name": "grace", "tenant": "acme"}
+    assert replies[3]["error"]["data"]["code"] == "NOT_FOUND"
+    assert replies[4]["error"]["data"]["code"] == "FORBIDDEN"  # the subclass's guard
+    assert replies[5]["error"]["code"] == -32602  # a class attribute is not a param
+    # Items 1-3 ran the method: three instances, three sessions opened and closed.
+    assert len(example.instances) == 3
+    assert len({id(i) for i in example.instances}) == 3
+    assert example.log.count("db open") == example.log.count("db close")
+    assert example.log.count("db commit") == 2
+    assert example.log.count("db rollback NotFound") == 1
+
+
+def test_jsonrpc_notification_closes_its_yield_dependency(live_server: Serve) -> None:
+    example = build_issue_example()
+    server = live_server(example.app)
+    response = rpc(
+        server,
+        {"jsonrpc": "2.0", "method": "users.rename", "params": {"id": 1, "name": "n"}},
+        headers=headers("alice"),
+    )
+    assert response.status_code == 204
+    assert example.store[1] == "n"
+    assert example.log.count("db open") == 1
+    assert example.log[-1] == "db close"
+
+
+def test_jsonrpc_per_batch_class_dependency_is_shared_but_instances_are_not(
+    live_server: Serve,
+) -> None:
+    from tether import PerBatch
+
+    log: list[str] = []
+    instances: list[object] = []
+
+    async def get_connection() -> AsyncIterator[object]:
+        connection = object()
+        log.append("open")
+        yield connection
+        log.append("close")
+
+    class Pooled(Service, name="pooled"):
+        connection: Annotated[object, PerBatch(get_connection)]
+
+        @query
+        async def which(self, n: int) -> int:
+            instances.append(self)
+            return id(self.connection)
+
+    api = Tether()
+    api.include(Pooled)
+    app = FastAPI()
+    api.mount(app)
+    server = live_server(app)
+    batch = [{"jsonrpc": "2.0", "id": n, "method": "pooled.which", "params": [n]} for n in range(3)]
+    response = rpc(server, batch)
+    results = {reply["result"] for reply in response.json()}
+    assert len(results) == 1  # one connection for the whole batch
+    assert log == ["open", "close"]
+    assert len({id(i) for i in instances}) == 3
+    # Over plain HTTP the same dependency is per call.
+    log.clear()
+    for n in range(2):
+        assert post(server, "pooled.which", {"n": n}).status_code == 200
+    assert log == ["open", "close", "open", "close"]

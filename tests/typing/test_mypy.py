@@ -1,0 +1,109 @@
+"""Type-check tests/typing/services_usage.py with `mypy --strict` and read its reveal_type notes.
+
+mypy runs as a subprocess of this interpreter (`sys.executable -m mypy`), from the
+repository root, on the one file given explicitly and with tests/typing/mypy.ini, so the
+project's own `[tool.mypy] files = ["src"]` neither narrows nor widens what is checked.
+Its cache lives in the temp directory: a warm run takes well under a second.
+"""
+
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from tests.typing import services_usage
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+MODULE = HERE / "services_usage.py"
+NOTE = re.compile(r'^(?P<path>[^:]+):(?P<line>\d+): note: Revealed type is "(?P<type>.*)"$')
+
+
+def run_mypy(*target: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(HERE / "mypy.ini"),
+            "--cache-dir",
+            str(Path(tempfile.gettempdir()) / "tether-typing-mypy-cache"),
+            "--no-error-summary",
+            "--hide-error-context",
+            *target,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def revealed(output: str, source: str) -> dict[str, str]:
+    """Map each `reveal_type(<expression>)` in `source` to the type mypy revealed for it."""
+    lines = source.splitlines()
+    result = {}
+    for line in output.splitlines():
+        match = NOTE.match(line)
+        if match is None:
+            continue
+        code = lines[int(match["line"]) - 1].strip()
+        expression = code.removeprefix("reveal_type(").removesuffix(")")
+        result[expression] = match["type"]
+    return result
+
+
+def test_services_usage_passes_mypy_strict_and_keeps_method_types() -> None:
+    completed = run_mypy(str(MODULE.relative_to(ROOT)))
+    errors = [line for line in completed.stdout.splitlines() if ": error:" in line]
+    assert errors == []
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    types = revealed(completed.stdout, MODULE.read_text())
+    assert types == {
+        "got": "tests.typing.services_usage.User",
+        "found": "list[str]",
+        "renamed": "tests.typing.services_usage.User",
+        "users.tenant": "str",
+        "admin.purge": "def (id: int) -> typing.Coroutine[Any, Any, None]",
+    }
+
+
+def test_mypy_still_catches_a_misused_service_method() -> None:
+    # The markers keep the signature: a wrong argument type is an error, not Any.
+    program = "\n".join(
+        [
+            "from tests.typing.services_usage import Session, Users",
+            "async def wrong() -> None:",
+            "    users = Users(tenant='acme', db=Session())",
+            "    await users.get('1')",
+            "    users.search(q=1)",
+        ]
+    )
+    completed = run_mypy("-c", program)
+    assert completed.returncode == 1
+    errors = [line for line in completed.stdout.splitlines() if ": error:" in line]
+    assert errors == [
+        '<string>:4: error: Argument 1 to "get" of "Users" has incompatible type "str";'
+        ' expected "int"  [arg-type]',
+        '<string>:5: error: Argument "q" to "search" of "Users" has incompatible type "int";'
+        ' expected "str"  [arg-type]',
+    ]
+
+
+async def test_services_usage_also_runs() -> None:
+    got, found, renamed, names = await services_usage.main()
+    assert got == services_usage.User(id=1, name="ada")
+    assert found == ["a", "acme"]
+    assert renamed == services_usage.User(id=1, name="grace")
+    assert names == {}
+    app = services_usage.build()
+    assert isinstance(app, FastAPI)
+    paths = set(app.openapi()["paths"])
+    assert "/api/call/admin_users.purge" in paths
+    assert "/api/call/users.search" in paths
+    assert "/api/call/admin_users.search" not in paths
