@@ -114,7 +114,11 @@ def test_rename_needs_staff_and_calls_get_on_the_same_instance(live_server: Serv
 def test_auth_true_is_inherited_by_every_operation(live_server: Serve) -> None:
     example = build_issue_example()
     server = live_server(example.app)
-    calls = {"users.get": {"id": 1}, "users.history": {"id": 1}, "users.search": {"q": "a"}}
+    calls: dict[str, dict[str, Any]] = {
+        "users.get": {"id": 1},
+        "users.history": {"id": 1},
+        "users.search": {"q": "a"},
+    }
     for name, params in calls.items():
         response = post(server, name, params, headers=headers(user=None))
         assert response.status_code == 401, name

@@ -45,7 +45,7 @@ class AuditLog:
         self.entries.append(Entry(id=id, action=action))
 
 
-USERS = {
+USERS: dict[str, dict[str, Any]] = {
     "alice": {"name": "alice", "is_staff": True},
     "bob": {"name": "bob"},
 }
