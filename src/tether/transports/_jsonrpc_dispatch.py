@@ -321,7 +321,8 @@ class JsonRpcDispatcher:
     ) -> dict[Any, Any]:
         solved = await self.api.invoker.solve_shared(ctx, dependencies, stack)
         if dependency_cache:
-            return {**dependency_cache, **solved}
+            # Values seeded by a wider scope (a connection) win over the batch's own.
+            return {**solved, **dependency_cache}
         return solved
 
     def _decode(self, message: Any) -> _Call | bytes | None:
