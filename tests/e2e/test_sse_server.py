@@ -1,0 +1,238 @@
+"""SSE through a real uvicorn server on loopback: streaming, leaving clients, shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+
+from tests.conftest import LiveServer
+from tests.transports.test_sse import parse_events
+from tether import NotFound, Tether
+from tether.transports import HttpTransport
+from tether.transports.sse import SseTransport, StreamAborted
+
+pytestmark = pytest.mark.e2e
+
+
+class World:
+    """What one test app's stream and its yield dependency record, across threads."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.closed = threading.Event()
+        self.generator_closed = threading.Event()
+        self.log: list[str] = []
+
+
+def create_app(world: World, heartbeat: float = 15.0) -> FastAPI:
+    api = Tether(prefix="/api")
+
+    async def resource() -> AsyncIterator[str]:
+        world.opened.set()
+        try:
+            yield "resource"
+        except StreamAborted as exc:
+            # The teardown is not cancelled: it may still await.
+            await anyio.sleep(0.01)
+            world.log.append(f"dependency saw: {exc}")
+            raise
+        finally:
+            world.log.append("dependency closed")
+            world.closed.set()
+
+    @api.stream
+    async def ticks(n: int, ms: int = 0, r: str = Depends(resource)) -> AsyncIterator[int]:
+        try:
+            for i in range(1, n + 1):
+                if ms:
+                    await anyio.sleep(ms / 1000)
+                yield i
+        except BaseException as exc:
+            world.log.append(f"generator stopped by {type(exc).__name__}")
+            raise
+        finally:
+            world.generator_closed.set()
+
+    @api.stream
+    async def hot(r: str = Depends(resource)) -> AsyncIterator[str]:
+        """Never awaits between items: only the transport's checkpoints let others run."""
+        try:
+            while True:
+                yield "x" * 100
+        finally:
+            world.generator_closed.set()
+
+    @api.stream
+    def counting(r: str = Depends(resource)) -> Iterator[int]:
+        """A sync generator, run item by item in the thread pool."""
+        try:
+            i = 0
+            while True:
+                i += 1
+                time.sleep(0.01)
+                yield i
+        finally:
+            world.generator_closed.set()
+
+    @api.stream
+    async def failing(after: int) -> AsyncIterator[int]:
+        for i in range(after):
+            yield i
+        raise NotFound("the rest is gone", details={"after": after})
+
+    app = FastAPI()
+    api.mount(app, transports=[HttpTransport(), SseTransport(heartbeat=heartbeat)])
+    return app
+
+
+def read_until_data(lines: Iterator[str], count: int) -> list[str]:
+    """Read SSE lines until `count` data lines were seen; return the data values."""
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data: "):
+            data.append(line[6:])
+            if len(data) == count:
+                return data
+    raise AssertionError(f"the stream ended after {data}")
+
+
+def test_stream_over_real_server(live_server: Callable[..., LiveServer]) -> None:
+    world = World()
+    server = live_server(create_app(world))
+    with httpx.Client(base_url=server.url) as client:
+        response = client.get("/api/stream/ticks", params={"n": 3})
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        assert response.text == (
+            "id: 1\nevent: data\ndata: 1\n\n"
+            "id: 2\nevent: data\ndata: 2\n\n"
+            "id: 3\nevent: data\ndata: 3\n\n"
+            "event: end\ndata: null\n\n"
+        )
+        posted = client.post("/api/stream/ticks", json={"n": 2})
+        assert [e.get("data") for e in parse_events(posted.text)] == ["1", "2", "null"]
+    assert world.log == ["dependency closed", "dependency closed"]
+
+
+def test_items_arrive_while_the_stream_runs(live_server: Callable[..., LiveServer]) -> None:
+    """Each item is flushed as it is produced, not buffered until the end."""
+    world = World()
+    server = live_server(create_app(world))
+    with (
+        httpx.Client(base_url=server.url) as client,
+        client.stream("GET", "/api/stream/ticks", params={"n": 3, "ms": 300}) as response,
+    ):
+        lines = response.iter_lines()
+        started = time.monotonic()
+        assert read_until_data(lines, 1) == ["1"]
+        first = time.monotonic() - started
+        rest = list(lines)
+    assert first < 0.6
+    assert rest[-3:] == ["event: end", "data: null", ""]
+
+
+def test_error_mid_stream_then_connection_reused(live_server: Callable[..., LiveServer]) -> None:
+    world = World()
+    server = live_server(create_app(world))
+    with httpx.Client(base_url=server.url) as client:
+        response = client.get("/api/stream/failing", params={"after": 2})
+        assert response.status_code == 200
+        events = parse_events(response.text)
+        assert [e["event"] for e in events] == ["data", "data", "error"]
+        assert events[-1]["data"] == (
+            '{"error":{"code":"NOT_FOUND","message":"the rest is gone","details":{"after":2}}}'
+        )
+        # The response ended cleanly: the keep-alive connection serves the next request.
+        again = client.get("/api/stream/failing", params={"after": 0})
+        assert [e["event"] for e in parse_events(again.text)] == ["error"]
+        assert client.get("/api/stream/nope").status_code == 404
+
+
+def test_heartbeat_on_real_server(live_server: Callable[..., LiveServer]) -> None:
+    world = World()
+    server = live_server(create_app(world, heartbeat=0.05))
+    with httpx.Client(base_url=server.url) as client:
+        response = client.get("/api/stream/ticks", params={"n": 2, "ms": 300})
+    assert response.text.count(": ping\n\n") >= 6
+    assert [e.get("data") for e in parse_events(response.text)] == ["1", "2", "null"]
+
+
+@pytest.mark.parametrize("path", ["ticks?n=1000000&ms=20", "hot", "counting"])
+def test_client_leaving_cancels_the_generator_within_a_second(
+    live_server: Callable[..., LiveServer], path: str
+) -> None:
+    world = World()
+    server = live_server(create_app(world))
+    with (
+        httpx.Client(base_url=server.url) as client,
+        client.stream("GET", f"/api/stream/{path}") as response,
+    ):
+        read_until_data(response.iter_lines(), 3)
+        assert world.opened.is_set()
+        assert not world.closed.is_set()
+    # Closing a response that was not read to the end closes its connection.
+    left = time.monotonic()
+    assert world.generator_closed.wait(1.0)
+    assert world.closed.wait(1.0)
+    assert time.monotonic() - left < 1.0
+    assert "dependency saw: the client disconnected" in world.log
+    if path.startswith("ticks"):
+        assert world.log[0] == "generator stopped by CancelledError"
+
+
+def test_server_shutdown_ends_open_streams_promptly() -> None:
+    world = World()
+    server = LiveServer(create_app(world))
+    server.start()
+    try:
+        with (
+            httpx.Client(base_url=server.url) as client,
+            client.stream("GET", "/api/stream/ticks", params={"n": 1000000, "ms": 20}) as response,
+        ):
+            lines = response.iter_lines()
+            read_until_data(lines, 2)
+            started = time.monotonic()
+            server.stop()
+            stopped = time.monotonic() - started
+            rest = list(lines)
+    finally:
+        if server.thread.is_alive():  # pragma: no cover - only when the test fails
+            server.server.force_exit = True
+            server.thread.join(5)
+    # uvicorn polls should_exit every 0.1 s and then waits 0.1 s; the stream ends within
+    # its own 0.1 s poll.
+    assert stopped < 1.5
+    # Interrupted, not finished: no `end`, so an EventSource reconnects.
+    assert "event: end" not in rest
+    assert world.closed.is_set()
+    assert "dependency saw: the server is shutting down" in world.log
+
+
+def test_uvicorn_server_is_found_once_per_loop(live_server: Callable[..., LiveServer]) -> None:
+    world = World()
+    transport = SseTransport()
+    api = Tether(prefix="/api")
+    found: list[Any] = []
+
+    @api.query
+    async def lookup() -> bool:
+        found.append(transport.uvicorn_server())
+        found.append(transport.uvicorn_server())
+        return True
+
+    app = FastAPI()
+    api.mount(app, transports=[HttpTransport(), transport])
+    server = live_server(app)
+    with httpx.Client(base_url=server.url) as client:
+        assert client.post("/api/call/lookup").json() == {"result": True}
+    assert found == [server.server, server.server]
+    assert not world.closed.is_set()
