@@ -80,7 +80,7 @@ def test_get_spec_of_unmarked_function() -> None:
 
 def test_bad_kind() -> None:
     with pytest.raises(ConfigurationError, match="kind"):
-        operation(kind="stream")  # type: ignore[arg-type]
+        operation(kind="event")  # type: ignore[arg-type]
 
 
 def test_errors_must_be_tether_errors() -> None:

@@ -1,4 +1,5 @@
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import httpx
@@ -137,6 +138,7 @@ async def test_get_on_a_command_is_405() -> None:
     assert response.json() == {
         "error": error("METHOD_NOT_ALLOWED", "GET is not allowed for create; use POST")
     }
+    assert response.headers["allow"] == "POST"
 
 
 async def test_get_on_a_query_with_a_model_param_is_405() -> None:
@@ -145,8 +147,10 @@ async def test_get_on_a_query_with_a_model_param_is_405() -> None:
         response = await client.get("/api/call/get_todo?todo=1")
     assert response.status_code == 405
     body = response.json()
-    assert body["error"]["code"] == "METHOD_NOT_ALLOWED"
-    assert "POST" in body["error"]["message"]
+    assert body["error"] == error(
+        "METHOD_NOT_ALLOWED", "get_todo takes structured input; call it with POST and a JSON body"
+    )
+    assert response.headers["allow"] == "POST"
 
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
@@ -158,6 +162,47 @@ async def test_other_methods_are_405(method: str) -> None:
     assert query.status_code == command.status_code == 405
     assert query.json()["error"]["message"] == f"{method} is not allowed for add; use GET, POST"
     assert command.json()["error"]["message"] == f"{method} is not allowed for create; use POST"
+    assert query.headers["allow"] == "GET, POST"
+    assert command.headers["allow"] == "POST"
+    async with asgi_client(app) as client:
+        structured = await client.request(method, "/api/call/get_todo", json={})
+    assert structured.headers["allow"] == "POST"
+    assert (
+        structured.json()["error"]["message"] == f"{method} is not allowed for get_todo; use POST"
+    )
+
+
+async def test_only_405_carries_allow() -> None:
+    _, app = make_app()
+    async with asgi_client(app) as client:
+        assert "allow" not in (await client.post("/api/call/add", json={"a": 1})).headers
+        assert "allow" not in (await client.post("/api/call/add", json={})).headers
+
+
+async def test_a_stream_operation_is_not_called_through_call() -> None:
+    api = Tether()
+
+    @api.stream
+    async def ticks(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    app = FastAPI()
+    api.mount(app, transports=[HttpTransport()])
+    async with asgi_client(app) as client:
+        for method in ("GET", "POST", "PUT"):
+            response = await client.request(method, "/api/call/ticks", json={"n": 1})
+            assert response.status_code == 400
+            assert response.json() == {
+                "error": {
+                    "code": "BAD_REQUEST",
+                    "message": "ticks is a stream: read it from /api/stream/ticks",
+                    "details": {"operation": "ticks", "kind": "stream"},
+                }
+            }
+        doc = (await client.get("/openapi.json")).json()
+    # The HTTP transport does not document a stream as a /call/ route.
+    assert "/api/call/ticks" not in doc["paths"]
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])

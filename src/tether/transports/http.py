@@ -40,6 +40,14 @@ class _ClientGone(Exception):
     pass
 
 
+class _WrongMethod(MethodNotAllowed):
+    """A 405 that knows the methods the operation does accept, for the `Allow` header."""
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
 class HttpTransport:
     """Serves `POST/GET {prefix}/call/{name}` with the invoker, and documents each operation."""
 
@@ -59,9 +67,11 @@ class HttpTransport:
             self.operation_added(op)
 
     def operation_added(self, op: Operation) -> None:
-        """Document an operation in the app's OpenAPI."""
+        """Document an operation in the app's OpenAPI (streams are documented by SSE)."""
         assert self.api is not None
         assert self.app is not None
+        if op.kind == "stream":
+            return
         self.app.router.routes.extend(documentation_routes(op, self.api))
         self.app.openapi_schema = None
 
@@ -70,6 +80,7 @@ class HttpTransport:
         api = self.api
         assert api is not None
         ctx: CallContext | None = None
+        allow: str | None = None
         try:
             try:
                 payload, ctx = await self._handle(api, scope, receive)
@@ -78,9 +89,14 @@ class HttpTransport:
             except TetherError as error:
                 status = error.status
                 body = encode_error(error)
+                if isinstance(error, _WrongMethod):
+                    allow = error.allow
         except _ClientGone:
             return
         headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        if allow is not None:
+            # RFC 9110 15.5.6: a 405 names the methods the resource accepts.
+            headers.append((b"allow", allow.encode("latin-1")))
         response = ctx.response if ctx is not None else None
         if response is not None:
             if response.status_code is not None and status == 200:
@@ -100,6 +116,12 @@ class HttpTransport:
         method = scope["method"]
         params: Any
         body: bytes | None = None
+        if op.kind == "stream":
+            raise BadRequest(
+                f"{op.name} is a stream: read it from {api.prefix}/stream/{op.name}",
+                details={"operation": op.name, "kind": "stream"},
+            )
+        accepts_get = op.kind == "query" and op.query_shape is not None
         if method == "POST":
             require_json_content_type(scope)
             try:
@@ -114,15 +136,16 @@ class HttpTransport:
                     "The request body must be a JSON object of parameters",
                     details={"received": type(params).__name__},
                 )
-        elif method == "GET" and op.kind == "query":
-            if op.query_shape is None:
-                raise MethodNotAllowed(
-                    f"{op.name} takes structured input; call it with POST and a JSON body"
-                )
+        elif method == "GET" and accepts_get:
             params = op.params_from_query(_query_items(scope))
+        elif method == "GET" and op.kind == "query":
+            raise _WrongMethod(
+                f"{op.name} takes structured input; call it with POST and a JSON body",
+                allow="POST",
+            )
         else:
-            allowed = "GET, POST" if op.kind == "query" else "POST"
-            raise MethodNotAllowed(f"{method} is not allowed for {op.name}; use {allowed}")
+            allow = "GET, POST" if accepts_get else "POST"
+            raise _WrongMethod(f"{method} is not allowed for {op.name}; use {allow}", allow=allow)
         ctx = CallContext("http", scope, receive, body=body if body is not None else b"")
         payload = await api.invoker.call(ctx, op, params, encode=True)
         return payload, ctx
