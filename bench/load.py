@@ -49,6 +49,7 @@ class LoadResult:
     server_cpu_s: float
     client_cpu_s: float
     server_core_busy_s: float
+    client_core_busy_s: float
 
     @property
     def server_cpu_us_per_request(self) -> float:
@@ -69,29 +70,52 @@ class LoadResult:
         """Share of the server's core used by other processes (noise from the machine)."""
         return max(0.0, self.server_core_busy_s - self.server_cpu_s) / self.seconds
 
+    @property
+    def other_load_on_client_core(self) -> float:
+        """Share of wrk's core used by other processes (noise that could starve the client)."""
+        return max(0.0, self.client_core_busy_s - self.client_cpu_s) / self.seconds
+
+    @property
+    def contention(self) -> float:
+        """The larger share of either core taken by processes outside the benchmark."""
+        return max(self.other_load_on_server_core, self.other_load_on_client_core)
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["server_cpu_us_per_request"] = self.server_cpu_us_per_request
         data["server_util"] = self.server_util
         data["client_util"] = self.client_util
         data["other_load_on_server_core"] = self.other_load_on_server_core
+        data["other_load_on_client_core"] = self.other_load_on_client_core
         return data
 
 
 class LoadDriver:
-    """Runs wrk pinned to `core` with `connections` keep-alive connections on one thread."""
+    """Runs wrk on one thread pinned to `core`, measuring the server pinned to `server_core`."""
 
-    def __init__(self, *, core: int, server_core: int, connections: int) -> None:
+    def __init__(self, *, core: int, server_core: int) -> None:
         self.wrk = ensure_wrk()
         self.core = core
         self.server_core = server_core
-        self.connections = connections
         self._tmp = Path(tempfile.mkdtemp(prefix="tether-bench-"))
 
     def run(
-        self, url: str, body: bytes, expect: str, seconds: float, server_pid: int
+        self,
+        url: str,
+        body: bytes,
+        *,
+        expect: str,
+        seconds: float,
+        connections: int,
+        server_pid: int,
     ) -> LoadResult:
-        """POST `body` to `url` for `seconds` and measure it; every answer must hold `expect`."""
+        """POST `body` to `url` on `connections` keep-alive connections for `seconds`.
+
+        Every answer must hold `expect`; wrong answers are counted as bad.
+
+        Raises:
+            RuntimeError: wrk failed, or no request completed in time.
+        """
         body_file = self._tmp / f"body-{abs(hash(body))}.json"
         body_file.write_bytes(body)
         env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_EXPECT": expect}
@@ -100,7 +124,7 @@ class LoadDriver:
             "--threads",
             "1",
             "--connections",
-            str(self.connections),
+            str(connections),
             "--duration",
             f"{max(1, round(seconds))}s",
             "--timeout",
@@ -112,6 +136,7 @@ class LoadDriver:
         core = self.core
         server_cpu_before = process_cpu_seconds(server_pid)
         core_busy_before = core_busy_seconds(self.server_core)
+        client_busy_before = core_busy_seconds(self.core)
         started = time.perf_counter()
         with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
             process = subprocess.Popen(
@@ -125,6 +150,7 @@ class LoadDriver:
             elapsed = time.perf_counter() - started
             server_cpu = process_cpu_seconds(server_pid) - server_cpu_before
             core_busy = core_busy_seconds(self.server_core) - core_busy_before
+            client_busy = core_busy_seconds(self.core) - client_busy_before
             process.returncode = os.waitstatus_to_exitcode(status)
             out_file.seek(0)
             err_file.seek(0)
@@ -134,6 +160,11 @@ class LoadDriver:
         if process.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed ({process.returncode}):\n{out}\n{err}")
         data = json.loads(line.removeprefix("BENCH_JSON "))
+        if data["requests"] == 0:
+            raise RuntimeError(
+                f"no request completed in {seconds:g} s on {connections} connections "
+                f"(socket errors {data['errors']})"
+            )
         seconds_measured = data["duration_us"] / 1e6
         return LoadResult(
             requests=data["requests"],
@@ -145,7 +176,8 @@ class LoadDriver:
             latency_us=data["latency_us"],
             server_cpu_s=server_cpu,
             client_cpu_s=usage.ru_utime + usage.ru_stime,
-            # wrk's run is a little shorter than the wall time around it: scale the core's
+            # wrk's run is a little shorter than the wall time around it: scale the cores'
             # busy time to the measured window.
             server_core_busy_s=core_busy * seconds_measured / elapsed,
+            client_core_busy_s=client_busy * seconds_measured / elapsed,
         )
