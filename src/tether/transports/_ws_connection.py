@@ -1,0 +1,565 @@
+"""One WebSocket connection: reads messages, runs each in its own task, writes the replies.
+
+Tasks on a connection (all in one task group, owned by the connection's task):
+
+- the connection's own task reads messages and starts one task per call; it stops
+  reading while `max_in_flight` calls run (backpressure) and owns the exit stack of the
+  connection-scoped dependencies, entered before the first message and closed after the
+  last task has ended;
+- one task per call, per JSON-RPC message and per subscription: it enters and exits its
+  own dependency stacks (`invoker.call`, `async with invoker.stream(...)`);
+- one sending task drains the bounded `Outbox`.
+
+Invariant: every envelope uuid in flight is a key of `_pending` (None for a call, the
+subscription's cancel scope for a subscription); every open JSON-RPC subscription is in
+`_rpc_subscriptions`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
+
+from ..context import CallContext
+from ..errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    TetherError,
+    TooManyRequests,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from ._jsonrpc_dispatch import PARSE_ERROR_RESPONSE, tether_error_response
+from ._ws_envelope import (
+    CANCEL,
+    PING,
+    bind_payload,
+    error_reply,
+    headed_reply,
+    item_reply,
+    operation_name,
+    pong,
+    reply,
+    route_name,
+    scope_with_headers,
+    uuid_of,
+    valid_uuid,
+)
+from ._ws_outbox import Outbox
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+    from starlette.responses import Response
+    from starlette.types import Receive, Scope, Send
+
+    from ..operation import Operation
+    from .websocket import WebSocketTransport
+
+__all__ = ("CANCEL_METHOD", "SUBSCRIPTION_METHOD", "Connection")
+
+logger = logging.getLogger("tether")
+
+CANCEL_METHOD = "rpc.cancel"
+"""JSON-RPC method that cancels a subscription: params `{"subscription": id}` or `[id]`."""
+SUBSCRIPTION_METHOD = "subscription"
+"""Method of the server notifications that carry a JSON-RPC subscription's items."""
+
+_RPC_HEAD = b'{"jsonrpc":"2.0","id":'
+_SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
+
+
+class Connection:
+    """The state of one accepted socket, from handshake to close."""
+
+    def __init__(
+        self, transport: WebSocketTransport, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        api = transport.api
+        assert api is not None
+        self.transport = transport
+        self.api = api
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.seed: dict[Any, Any] = {}
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.gone = False
+        """The client has left: nothing more can be sent."""
+        self.outbox = Outbox(transport.max_queued_messages, self._overflow)
+        self._group: TaskGroup | None = None
+        self._in_flight = 0
+        self._slot: anyio.Event | None = None
+        self._pending: dict[Any, anyio.CancelScope | None] = {}
+        self._rpc_subscriptions: dict[Any, anyio.CancelScope] = {}
+        self._subscriptions = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection: handshake, guards, messages, close."""
+        message = await self.receive()
+        if message["type"] != "websocket.connect":
+            return
+        transport = self.transport
+        # Connection-scoped dependencies (and guards) live on this stack, entered and
+        # closed in this task, around every message task.
+        async with AsyncExitStack() as stack:
+            try:
+                self.seed = await self.api.invoker.solve_shared(
+                    CallContext("websocket", self.scope), transport.handshake_dependencies(), stack
+                )
+            except TetherError as error:
+                await self._refuse(error)
+                return
+            await self.send({"type": "websocket.accept"})
+            if self.close_code is None:
+                async with anyio.create_task_group() as group:
+                    self._group = group
+                    group.start_soon(self._send_loop)
+                    await self._read_loop()
+                    group.cancel_scope.cancel()
+            if self.close_code is not None and not self.gone:
+                with anyio.move_on_after(transport.close_timeout):
+                    try:
+                        await self.send(
+                            {
+                                "type": "websocket.close",
+                                "code": self.close_code,
+                                "reason": self.close_reason,
+                            }
+                        )
+                    except Exception:  # the client left meanwhile
+                        pass
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with `code`: stop reading, cancel its tasks, send the close."""
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+
+    async def _refuse(self, error: TetherError) -> None:
+        # Accepted, then closed at once: the client sees the close code and the reason.
+        code = 1011 if error.status >= 500 else 1008
+        await self.send({"type": "websocket.accept"})
+        await self.send(
+            {"type": "websocket.close", "code": code, "reason": _reason(error.detail_message)}
+        )
+
+    def _overflow(self) -> None:
+        self.close(1013, "Client is not reading its messages")
+
+    async def _send_loop(self) -> None:
+        try:
+            await self.outbox.run(self.send)
+        except Exception:  # the client went away while a message was being sent
+            self.gone = True
+            assert self._group is not None
+            self._group.cancel_scope.cancel()
+
+    async def _read_loop(self) -> None:
+        receive = self.receive
+        transport = self.transport
+        limit = transport.max_message_size
+        cap = transport.max_in_flight
+        while True:
+            if self._in_flight >= cap:
+                # Backpressure: read nothing more until a call finishes.
+                slot = self._slot = anyio.Event()
+                await slot.wait()
+                continue
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                self.gone = True
+                return
+            text = message.get("text")
+            if text is None:
+                if len(message.get("bytes") or b"") > limit:
+                    self.close(1009, f"Message exceeds the limit of {limit} bytes")
+                    return
+                self.outbox.put(
+                    error_reply(
+                        b"null",
+                        UnsupportedMediaType(
+                            "Binary frames are not accepted; send JSON as text frames"
+                        ),
+                    )
+                )
+                continue
+            if len(text) > limit // 4 and len(text.encode()) > limit:
+                self.close(1009, f"Message exceeds the limit of {limit} bytes")
+                return
+            self._dispatch(text)
+
+    def _start(self, func: Callable[..., Any], *args: Any) -> None:
+        self._in_flight += 1
+        assert self._group is not None
+        self._group.start_soon(func, *args)
+
+    def _release(self) -> None:
+        self._in_flight -= 1
+        slot = self._slot
+        if slot is not None:
+            self._slot = None
+            slot.set()
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _dispatch(self, text: str) -> None:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            if '"jsonrpc"' in text:
+                self.outbox.put(PARSE_ERROR_RESPONSE)
+            else:
+                self.outbox.put(error_reply(b"null", BadRequest(f"Malformed JSON: {exc.msg}")))
+            return
+        kind = type(message)
+        if kind is dict:
+            if "jsonrpc" in message:
+                self._jsonrpc(message)
+            else:
+                self._envelope(message)
+        elif kind is list:
+            self._start(self._run_jsonrpc, message)
+        else:
+            self.outbox.put(
+                error_reply(
+                    b"null",
+                    BadRequest("A message is a JSON object (or a JSON-RPC batch array)"),
+                )
+            )
+
+    def _envelope(self, message: dict[str, Any]) -> None:
+        uuid = uuid_of(message)
+        route = route_name(message)
+        if route == PING:
+            self.outbox.put(pong(uuid))
+            return
+        if not valid_uuid(uuid):
+            self.outbox.put(
+                error_reply(
+                    b"null",
+                    BadRequest(
+                        "Every request needs a uuid: a string or an integer",
+                        details={"field": "uuid"},
+                    ),
+                )
+            )
+            return
+        uuid_json = orjson.dumps(uuid)
+        outbox = self.outbox
+        if type(route) is not str:
+            outbox.put(
+                error_reply(
+                    uuid_json,
+                    BadRequest("Every request needs a route: a string", details={"field": "route"}),
+                )
+            )
+            return
+        if route == CANCEL:
+            subscription = self._pending.get(uuid)
+            if subscription is None:
+                outbox.put(error_reply(uuid_json, _no_subscription(uuid)))
+            else:
+                subscription.cancel()
+            return
+        if uuid in self._pending:
+            outbox.put(
+                error_reply(
+                    uuid_json,
+                    Conflict(f"uuid {uuid!r} is already in flight", details={"uuid": uuid}),
+                )
+            )
+            return
+        name = operation_name(route)
+        op = self.api.operations.get(name)
+        if op is None:
+            outbox.put(
+                error_reply(
+                    uuid_json,
+                    NotFound(f"Unknown operation {name!r}", details={"operation": name}),
+                )
+            )
+            return
+        try:
+            params = bind_payload(op, message.get("payload"))
+            headers = message.get("headers")
+            scope = (
+                self.scope
+                if headers is None or headers == {}
+                else scope_with_headers(self.scope, headers)
+            )
+            if op.kind == "stream":
+                self._check_subscription_room()
+        except TetherError as error:
+            outbox.put(error_reply(uuid_json, error))
+            return
+        if op.kind == "stream":
+            cancel = self._pending[uuid] = anyio.CancelScope()
+            self._subscriptions += 1
+            assert self._group is not None
+            self._group.start_soon(
+                self._run_envelope_subscription, uuid, uuid_json, op, params, scope, cancel
+            )
+            return
+        self._pending[uuid] = None
+        self._start(self._run_call, uuid, uuid_json, op, params, scope)
+
+    async def _run_call(
+        self, uuid: Any, uuid_json: bytes, op: Operation, params: Any, scope: Scope
+    ) -> None:
+        try:
+            ctx = CallContext("websocket", scope)
+            try:
+                payload = await self.api.invoker.call(
+                    ctx, op, params, encode=True, dependency_cache=self.seed
+                )
+            except TetherError as error:
+                message = error_reply(uuid_json, error)
+            else:
+                response = ctx.response
+                message = (
+                    reply(uuid_json, payload)
+                    if response is None
+                    else _reply_with_response(uuid_json, payload, response)
+                )
+            # The uuid is free again before the client can see the reply.
+            del self._pending[uuid]
+            self.outbox.put(message)
+            if ctx.background is not None:
+                await _run_background(ctx)
+        finally:
+            self._pending.pop(uuid, None)
+            self._release()
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    def _check_subscription_room(self) -> None:
+        limit = self.transport.max_subscriptions
+        if self._subscriptions >= limit:
+            raise TooManyRequests(
+                f"At most {limit} subscriptions may be open on one connection",
+                details={"limit": limit},
+            )
+
+    async def _stream(
+        self,
+        op: Operation,
+        params: Any,
+        scope: Scope,
+        cancel: anyio.CancelScope,
+        item_message: Callable[[bytes], bytes],
+    ) -> tuple[int, TetherError | None]:
+        """Send every item of a stream; return the count and the error that ended it, if any."""
+        count = 0
+        ctx = CallContext("websocket", scope)
+        outbox = self.outbox
+        try:
+            with cancel:
+                async with self.api.invoker.stream(
+                    ctx, op, params, encode=True, dependency_cache=self.seed
+                ) as items:
+                    async for item in items:
+                        await outbox.put_item(item_message(item))
+                        count += 1
+        except TetherError as error:
+            return count, error
+        finally:
+            self._subscriptions -= 1
+        if ctx.background is not None:
+            await _run_background(ctx)
+        return count, None
+
+    async def _run_envelope_subscription(
+        self,
+        uuid: Any,
+        uuid_json: bytes,
+        op: Operation,
+        params: Any,
+        scope: Scope,
+        cancel: anyio.CancelScope,
+    ) -> None:
+        try:
+            count, error = await self._stream(
+                op, params, scope, cancel, lambda item: item_reply(uuid_json, item)
+            )
+        finally:
+            del self._pending[uuid]
+        if error is not None:
+            message = error_reply(uuid_json, error, {"stream": "error", "items": count})
+        else:
+            end = "cancelled" if cancel.cancel_called else "end"
+            message = headed_reply(uuid_json, 200, {"stream": end, "items": count}, None)
+        self.outbox.put(message)
+
+    # -- JSON-RPC ---------------------------------------------------------------------------
+
+    def _jsonrpc(self, message: dict[str, Any]) -> None:
+        method = message.get("method")
+        if message.get("jsonrpc") == "2.0" and type(method) is str:
+            if method == CANCEL_METHOD:
+                if self._rpc_cancel(message):
+                    return
+            else:
+                op = self.api.operations.get(method)
+                if op is not None and op.kind == "stream" and self._rpc_subscribe(message, op):
+                    return
+        # Everything else, errors included, is answered exactly as over HTTP.
+        self._start(self._run_jsonrpc, message)
+
+    async def _run_jsonrpc(self, message: Any) -> None:
+        try:
+            dispatcher = self.transport.dispatcher
+            assert dispatcher is not None
+            answer = await dispatcher.dispatch(
+                message, self._make_context, dependency_cache=self.seed
+            )
+            if answer.body is not None:
+                self.outbox.put(answer.body)
+            await answer.run_background()
+        finally:
+            self._release()
+
+    def _make_context(self) -> CallContext:
+        return CallContext("websocket", self.scope)
+
+    def _rpc_subscribe(self, message: dict[str, Any], op: Operation) -> bool:
+        """Open a subscription for a well-formed request; False leaves it to the dispatcher."""
+        if "id" not in message or not valid_uuid(message["id"]):
+            return False
+        params = message.get("params")
+        if params is not None and type(params) is not dict and type(params) is not list:
+            return False
+        id_value = message["id"]
+        id_json = orjson.dumps(id_value)
+        try:
+            if id_value in self._rpc_subscriptions:
+                raise Conflict(
+                    f"Subscription {id_value!r} is already open", details={"id": id_value}
+                )
+            self._check_subscription_room()
+            if type(params) is list:
+                params = op.params_from_positional(params)
+        except TetherError as error:
+            self.outbox.put(tether_error_response(id_json, error))
+            return True
+        cancel = self._rpc_subscriptions[id_value] = anyio.CancelScope()
+        self._subscriptions += 1
+        assert self._group is not None
+        self._group.start_soon(self._run_rpc_subscription, id_value, id_json, op, params, cancel)
+        return True
+
+    async def _run_rpc_subscription(
+        self, id_value: Any, id_json: bytes, op: Operation, params: Any, cancel: anyio.CancelScope
+    ) -> None:
+        head = (
+            b'{"jsonrpc":"2.0","method":"'
+            + SUBSCRIPTION_METHOD.encode()
+            + b'","params":{"subscription":'
+            + id_json
+            + b',"result":'
+        )
+        try:
+            count, error = await self._stream(
+                op, params, self.scope, cancel, lambda item: head + item + b"}}"
+            )
+        finally:
+            del self._rpc_subscriptions[id_value]
+        if error is not None:
+            message = tether_error_response(id_json, error)
+        else:
+            summary = {"items": count, "cancelled": cancel.cancel_called}
+            message = _RPC_HEAD + id_json + b',"result":' + orjson.dumps(summary) + b"}"
+        self.outbox.put(message)
+
+    def _rpc_cancel(self, message: dict[str, Any]) -> bool:
+        """Cancel a subscription; False leaves a malformed request to the dispatcher."""
+        notification = "id" not in message
+        id_value = message.get("id")
+        if not notification and id_value is not None and not valid_uuid(id_value):
+            return False
+        params = message.get("params")
+        if type(params) is dict and "subscription" in params and len(params) == 1:
+            target = params["subscription"]
+        elif type(params) is list and len(params) == 1:
+            target = params[0]
+        else:
+            if not notification:
+                self.outbox.put(
+                    tether_error_response(
+                        orjson.dumps(id_value),
+                        ValidationFailed.from_errors(
+                            [
+                                {
+                                    "loc": ["subscription"],
+                                    "msg": f"{CANCEL_METHOD} takes the subscription's id:"
+                                    ' {"subscription": id} or [id]',
+                                    "type": "missing",
+                                }
+                            ]
+                        ),
+                    )
+                )
+            return True
+        cancel = self._rpc_subscriptions.get(target) if valid_uuid(target) else None
+        if cancel is not None:
+            cancel.cancel()
+        if not notification:
+            id_json = orjson.dumps(id_value)
+            if cancel is None:
+                self.outbox.put(tether_error_response(id_json, _no_subscription(target)))
+            else:
+                self.outbox.put(_RPC_HEAD + id_json + b',"result":{"cancelled":true}}')
+        return True
+
+
+def _no_subscription(key: Any) -> NotFound:
+    return NotFound(f"No open subscription {key!r}", details={"subscription": key})
+
+
+def _reason(message: str) -> str:
+    # A close frame's reason is at most 123 bytes of UTF-8.
+    encoded = message.encode()
+    if len(encoded) <= 123:
+        return message
+    return encoded[:120].decode(errors="ignore") + "..."
+
+
+def _reply_with_response(uuid_json: bytes, payload: bytes, response: Response) -> bytes:
+    headers = {
+        key.decode("latin-1"): value.decode("latin-1")
+        for key, value in response.raw_headers
+        if key not in _SKIPPED_HEADERS
+    }
+    # FastAPI leaves the status unset (None) unless a dependency sets one.
+    status: int | None = response.status_code
+    if not headers and status is None:
+        return reply(uuid_json, payload)
+    return (
+        b'{"uuid":'
+        + uuid_json
+        + b',"status":'
+        + str(status or 200).encode()
+        + b',"headers":'
+        + orjson.dumps(headers)
+        + b',"payload":'
+        + payload
+        + b"}"
+    )
+
+
+async def _run_background(ctx: CallContext) -> None:
+    assert ctx.background is not None
+    try:
+        await ctx.background()
+    except Exception:
+        logger.exception("a background task of a WebSocket call failed")

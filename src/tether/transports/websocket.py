@@ -1,0 +1,188 @@
+"""The WebSocket transport: `WS {prefix}/ws`, two message dialects on one socket.
+
+- **Envelope** (fastapi-observable-socket's schema): `{"uuid", "route", "headers"?,
+  "payload"?}` is answered with `{"uuid", "status", "headers", "payload"}`.
+- **JSON-RPC 2.0**: any message carrying `"jsonrpc"` (and any array, a batch) is answered
+  exactly as `POST {prefix}/jsonrpc` answers it, by the same `JsonRpcDispatcher`.
+
+Stream operations are subscriptions in both dialects. Messages on one connection run
+concurrently, each in its own task, up to `max_in_flight`; the outgoing queue is bounded.
+Close codes: 1008 (a guard or a connection dependency refused the handshake), 1009
+(message too large), 1011 (a connection dependency failed unexpectedly), 1013 (the
+client does not read), 1001 (`shutdown()`). docs/transports/websocket.md has every message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi import Depends, params
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
+
+from ..errors import ConfigurationError
+from ._jsonrpc_dispatch import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY, JsonRpcDispatcher
+from ._ws_connection import CANCEL_METHOD, SUBSCRIPTION_METHOD, Connection
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ..operation import Operation
+    from ..registry import Tether
+
+__all__ = (
+    "CANCEL_METHOD",
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_QUEUED_MESSAGES",
+    "DEFAULT_MAX_SUBSCRIPTIONS",
+    "SUBSCRIPTION_METHOD",
+    "WebSocketTransport",
+)
+
+DEFAULT_MAX_IN_FLIGHT = 64
+"""Calls that run at once on one connection, by default; past it, reading pauses."""
+DEFAULT_MAX_SUBSCRIPTIONS = 64
+"""Subscriptions open at once on one connection, by default; past it, 429."""
+DEFAULT_MAX_QUEUED_MESSAGES = 256
+"""Outgoing messages queued on one connection, by default; past it, close 1013."""
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+"""Largest incoming message, in bytes, by default; past it, close 1009."""
+
+
+class WebSocketTransport:
+    """Serves the envelope and JSON-RPC dialects, calls and subscriptions, at `WS {prefix}/ws`.
+
+    Args:
+        path: the endpoint's path under the Tether prefix.
+        guards: dependencies (callables or `Depends`) solved against the handshake before
+            the socket is accepted; one that raises refuses the connection with close code
+            1008 (1011 for a server error). Their values (and yield teardown) last as long
+            as the connection.
+        max_in_flight: calls (and JSON-RPC messages) running at once on one connection;
+            past it the server reads nothing more until one finishes.
+        max_subscriptions: subscriptions open at once on one connection; one more is
+            answered with 429 `TOO_MANY_REQUESTS`.
+        max_queued_messages: outgoing messages queued for a connection; a reply that finds
+            the queue full closes the connection with 1013 (the client is not reading).
+        max_message_size: largest incoming message in bytes; a larger one closes with 1009.
+        max_batch_size: largest JSON-RPC batch, as over HTTP.
+        max_batch_concurrency: items of one JSON-RPC batch that run at once.
+        close_timeout: seconds to wait for a close frame to go out before giving up.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str = "/ws",
+        guards: Sequence[Any] = (),
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_batch_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        close_timeout: float = 5.0,
+    ) -> None:
+        for name, value in (
+            ("max_in_flight", max_in_flight),
+            ("max_subscriptions", max_subscriptions),
+            ("max_queued_messages", max_queued_messages),
+            ("max_message_size", max_message_size),
+        ):
+            if value < 1:
+                raise ConfigurationError(f"{name} must be at least 1")
+        self.path = path
+        self.guards: tuple[params.Depends, ...] = tuple(_as_depends(g) for g in guards)
+        """Dependencies that must pass before a connection is accepted."""
+        self.max_in_flight = max_in_flight
+        self.max_subscriptions = max_subscriptions
+        self.max_queued_messages = max_queued_messages
+        self.max_message_size = max_message_size
+        self.max_batch_size = max_batch_size
+        self.max_batch_concurrency = max_batch_concurrency
+        self.close_timeout = close_timeout
+        self.api: Tether | None = None
+        self.dispatcher: JsonRpcDispatcher | None = None
+        """The JSON-RPC message handler (the one the HTTP endpoint uses), once attached."""
+        self.closing = False
+        """True once `shutdown()` has begun: new connections are closed with 1001."""
+        self._handshake: tuple[params.Depends, ...] | None = None
+        self._connections: set[Connection] = set()
+        self._all_closed: anyio.Event | None = None
+
+    def attach(self, api: Tether, app: FastAPI) -> None:
+        """Add the WebSocket route to `app`."""
+        endpoint = f"{api.prefix}{self.path}"
+        self.api = api
+        self.dispatcher = JsonRpcDispatcher(
+            api,
+            max_batch_size=self.max_batch_size,
+            max_concurrency=self.max_batch_concurrency,
+            server_url=endpoint,
+        )
+        # A plain Starlette route: FastAPI apps have no add_websocket_route any more.
+        app.router.routes.append(WebSocketRoute(endpoint, endpoint=self))
+
+    def operation_added(self, op: Operation) -> None:
+        """Forget the handshake dependencies: the new operation may add connection-scoped ones."""
+        self._handshake = None
+
+    def handshake_dependencies(self) -> tuple[params.Depends, ...]:
+        """Return the guards, then every operation's connection-scoped dependencies, once each."""
+        deps = self._handshake
+        if deps is None:
+            assert self.api is not None
+            unique: dict[params.Depends, None] = dict.fromkeys(self.guards)
+            for op in self.api:
+                if op.plan is not None:
+                    unique.update(dict.fromkeys(op.plan.connection_scoped))
+            deps = self._handshake = tuple(unique)
+        return deps
+
+    @property
+    def connections(self) -> int:
+        """How many sockets are open now."""
+        return len(self._connections)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one socket (the ASGI entry point of the route)."""
+        connection = Connection(self, scope, receive, send)
+        if self.closing:
+            connection.close(1001, "Server shutting down")
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+            if not self._connections and self._all_closed is not None:
+                self._all_closed.set()
+
+    async def shutdown(
+        self, *, code: int = 1001, reason: str = "Server shutting down", wait: float = 5.0
+    ) -> None:
+        """Close every open socket with `code` (1001, going away) and wait for them to end.
+
+        Call it before the server stops (uvicorn closes sockets that are still open with
+        1012 itself). Sockets opened afterwards are closed at once with the same code.
+        Waits at most `wait` seconds for the sockets' tasks to end.
+        """
+        self.closing = True
+        if not self._connections:
+            return
+        self._all_closed = anyio.Event()
+        for connection in list(self._connections):
+            connection.close(code, reason)
+        with anyio.move_on_after(wait):
+            await self._all_closed.wait()
+
+
+def _as_depends(guard: Any) -> params.Depends:
+    if isinstance(guard, params.Depends):
+        return guard
+    if callable(guard):
+        depends: params.Depends = Depends(guard)
+        return depends
+    raise ConfigurationError(f"guards are callables or Depends(...), not {guard!r}")
