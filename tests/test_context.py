@@ -1,6 +1,9 @@
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.websockets import WebSocket
 
 from tether import CallContext
 from tether.context import in_process_scope
@@ -61,3 +64,31 @@ def test_in_process_scopes_are_independent() -> None:
     two = in_process_scope(None, "/p")
     one["state"]["x"] = 1
     assert two["state"] == {}
+
+
+async def test_websocket_scope_gives_a_websocket() -> None:
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+    ctx = CallContext("websocket", scope)
+    connection = ctx.request()
+    assert isinstance(connection, WebSocket)
+    # Without a send channel, sending is refused.
+    with pytest.raises(RuntimeError, match="cannot send"):
+        await connection.send({"type": "websocket.accept"})
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    child = {**scope, "path": "/ws2"}
+    connection = CallContext("websocket", scope, send=send).request(child)
+    assert isinstance(connection, WebSocket)
+    assert connection.url.path == "/ws2"
+    await connection.send({"type": "websocket.accept"})
+    assert sent == [{"type": "websocket.accept"}]
+
+
+def test_request_for_a_child_scope() -> None:
+    ctx = CallContext("http", in_process_scope(None, "/a"), body=b"x")
+    request = ctx.request(in_process_scope(None, "/b"))
+    assert isinstance(request, Request)
+    assert request.url.path == "/b"

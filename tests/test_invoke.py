@@ -1,8 +1,10 @@
 import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, Header, HTTPException
+from fastapi import BackgroundTasks, Depends, Header, HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -365,3 +367,164 @@ def test_invoker_overrides_provider() -> None:
     assert invoker.overrides_provider is None
     provider = object()
     assert Invoker(provider).overrides_provider is provider
+
+
+# -- streams and shared dependencies (the invoker's other entry points) -------------------------
+
+
+async def drain(items: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in items]
+
+
+async def drain_stream(api: Tether, name: str) -> list[Any]:
+    seen: list[Any] = []
+    async with api.invoker.stream(ctx(), api.get(name), {}) as items:
+        async for item in items:
+            seen.append(item)
+    return seen
+
+
+class TestStreams:
+    async def test_async_stream_yields_encoded_items_with_dependencies_open(self) -> None:
+        events: list[str] = []
+
+        async def resource() -> AsyncIterator[str]:
+            events.append("open")
+            yield "r"
+            events.append("close")
+
+        api = Tether()
+
+        @api.stream
+        async def ticks(n: int, r: str = Depends(resource)) -> AsyncIterator[Todo]:
+            for i in range(n):
+                events.append(f"item {i}")
+                yield Todo(id=i, title=r)
+
+        op = api.get("ticks")
+        assert op.kind == "stream"
+        assert op.output_type is Todo
+        call_ctx = ctx()
+        async with api.invoker.stream(call_ctx, op, {"n": 2}, encode=True) as items:
+            assert events == ["open"]
+            got = [item async for item in items]
+        assert got == [b'{"id":0,"title":"r"}', b'{"id":1,"title":"r"}']
+        assert events == ["open", "item 0", "item 1", "close"]
+
+    async def test_sync_stream_runs_in_worker_threads(self) -> None:
+        threads: set[threading.Thread] = set()
+        api = Tether()
+
+        @api.stream
+        def count(n: int) -> Iterator[int]:
+            for i in range(n):
+                threads.add(threading.current_thread())
+                yield i
+
+        async with api.invoker.stream(ctx(), api.get("count"), {"n": 3}) as items:
+            assert [item async for item in items] == [0, 1, 2]
+        assert threading.current_thread() not in threads
+        assert [i async for i in api.stream_call("count", {"n": 2})] == [0, 1]
+
+    async def test_stream_errors_are_mapped_and_dependencies_see_them(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        events: list[str] = []
+
+        async def resource() -> AsyncIterator[None]:
+            try:
+                yield
+            except Exception as exc:
+                events.append(f"saw {type(exc).__name__}")
+                raise
+
+        api = Tether()
+
+        @api.stream
+        async def broken(r: None = Depends(resource)) -> AsyncIterator[int]:
+            yield 1
+            raise ValueError("secret")
+
+        with caplog.at_level("ERROR", logger="tether"):
+            with pytest.raises(InternalError):
+                await drain_stream(api, "broken")
+        assert events == ["saw ValueError"]
+        assert len(caplog.records) == 1
+
+    async def test_stream_validation_fails_before_any_item(self) -> None:
+        api = Tether()
+
+        @api.stream
+        async def ticks(n: int) -> AsyncIterator[int]:
+            yield n
+
+        with pytest.raises(ValidationFailed):
+            async with api.invoker.stream(ctx(), api.get("ticks"), {"n": "x"}):
+                raise AssertionError("not entered")
+        with pytest.raises(ValidationFailed):
+            await drain(api.stream_call("ticks", {}))
+
+    async def test_stream_and_call_refuse_the_other_kind(self) -> None:
+        api = Tether()
+
+        @api.stream
+        async def ticks() -> AsyncIterator[int]:
+            yield 1
+
+        @api.query
+        async def one() -> int:
+            return 1
+
+        with pytest.raises(BadRequest, match="is a stream"):
+            await api.call("ticks")
+        with pytest.raises(BadRequest, match="not a stream"):
+            await drain(api.stream_call("one"))
+
+    async def test_stream_call_runs_background_tasks_after_the_items(self) -> None:
+        order: list[str] = []
+        api = Tether()
+
+        @api.stream
+        async def ticks(tasks: BackgroundTasks) -> AsyncIterator[int]:
+            tasks.add_task(order.append, "task")
+            order.append("item")
+            yield 1
+
+        assert [i async for i in api.stream_call("ticks")] == [1]
+        assert order == ["item", "task"]
+
+
+async def test_solve_shared_once_for_many_calls() -> None:
+    runs: list[str] = []
+
+    async def shared() -> AsyncIterator[str]:
+        runs.append("open")
+        yield "s"
+        runs.append("close")
+
+    api = Tether()
+
+    @api.query
+    async def use(s: str = Depends(shared)) -> str:
+        return s
+
+    op = api.get("use")
+    call_ctx = ctx()
+    async with AsyncExitStack() as stack:
+        cache = await api.invoker.solve_shared(call_ctx, [Depends(shared)], stack)
+        assert await api.invoker.call(call_ctx, op, {}, dependency_cache=cache) == "s"
+        assert await api.invoker.call(call_ctx, op, {}, dependency_cache=cache) == "s"
+        assert runs == ["open"]
+    assert runs == ["open", "close"]
+    assert await api.invoker.solve_shared(call_ctx, [], AsyncExitStack()) == {}
+
+
+async def test_solve_shared_maps_failures() -> None:
+    def broken() -> None:
+        raise HTTPException(403, "no")
+
+    invoker = Invoker()
+    async with AsyncExitStack() as stack:
+        with pytest.raises(TetherError) as info:
+            await invoker.solve_shared(ctx(), [Depends(broken)], stack)
+    assert info.value.status == 403

@@ -1,5 +1,5 @@
 import inspect
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Annotated, Any, Literal
 
 import pytest
@@ -7,7 +7,15 @@ from fastapi import Body, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from tests import _future_annotations_ops, _plain_annotations_ops
-from tether import ConfigurationError, NotFound, Tether, ValidationFailed, command, query
+from tether import (
+    ConfigurationError,
+    NotFound,
+    Tether,
+    ValidationFailed,
+    command,
+    query,
+    stream,
+)
 from tether.operation import (
     Operation,
     OperationSpec,
@@ -16,6 +24,7 @@ from tether.operation import (
     get_spec,
     model_name,
     operation,
+    stream_item_type,
 )
 
 
@@ -519,3 +528,34 @@ def test_header_dependency_is_not_input() -> None:
     assert op.input_names == ("a",)
     assert op.plan is not None
     assert op.plan.names == ("token",)
+
+
+def test_static_and_class_methods_cannot_be_marked() -> None:
+    with pytest.raises(ConfigurationError, match="static or class"):
+        query(staticmethod(lambda: 1))  # type: ignore[call-overload]
+    with pytest.raises(ConfigurationError, match="static or class"):
+        command(classmethod(lambda cls: 1))  # type: ignore[call-overload]
+
+
+def test_stream_kind_needs_a_generator_and_types_its_items() -> None:
+    async def ticks(n: int) -> AsyncIterator[Todo]:
+        yield Todo(id=n, title="t")
+
+    op = compile_(stream(ticks))
+    assert op.kind == "stream"
+    assert op.output_type is Todo
+    assert op.is_async is True
+
+    def not_a_generator() -> int:
+        return 1
+
+    with pytest.raises(ConfigurationError, match="is a generator"):
+        compile_(stream(not_a_generator))
+
+
+def test_stream_item_type() -> None:
+    assert stream_item_type(AsyncIterator[int]) is int
+    assert stream_item_type(Iterator[str]) is str
+    assert stream_item_type(Generator[Todo, None, None]) is Todo
+    assert stream_item_type(AsyncIterator) is Any
+    assert stream_item_type(int) is Any

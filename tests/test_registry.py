@@ -9,6 +9,7 @@ from tether import (
     ConfigurationError,
     NotFound,
     Operation,
+    Service,
     Tether,
     Unauthorized,
     ValidationFailed,
@@ -268,3 +269,44 @@ def test_iteration_is_a_snapshot() -> None:
     for op in api:
         api.add(lambda: 2, OperationSpec(kind="query", name=f"{op.name}_copy"))
     assert list(api.operations) == ["a", "a_copy"]
+
+
+async def test_include_a_service_class() -> None:
+    def get_db() -> str:
+        return "db"
+
+    class Todos(Service, name="todos", tags=["todos"]):
+        db: Annotated[str, Depends(get_db)]
+
+        @query
+        async def get(self, id: int) -> str:
+            """Fetch one."""
+            return f"{self.db}:{id}"
+
+    class Base(Service, abstract=True):
+        pass
+
+    api = Tether()
+    api.include(Todos)
+    op = api.get("todos.get")
+    assert (op.kind, op.tags, op.description, op.input_names) == (
+        "query",
+        ("todos",),
+        "Fetch one.",
+        ("id",),
+    )
+    app = mounted(api)
+    assert await api.call("todos.get", {"id": 1}) == "db:1"
+    async with asgi_client(app) as client:
+        assert (await client.get("/api/call/todos.get?id=2")).json() == {"result": "db:2"}
+    with pytest.raises(ConfigurationError, match="abstract"):
+        api.include(Base)
+
+
+def test_uses_is_for_service_methods_only() -> None:
+    @query(uses=["db"])
+    def f() -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="service methods only"):
+        Tether().add(f)
