@@ -810,3 +810,44 @@ class TestOpenAPI:
         async with asgi_client(app) as client:
             response = await client.post("/api/call/ping/extra", json={})
         assert response.status_code == 404
+
+
+async def test_dependency_named_params_does_not_clash_with_the_documented_body() -> None:
+    api = Tether()
+
+    @api.command
+    def f(a: int, params: Annotated[str, Header()], _params: Annotated[str, Header()]) -> str:
+        return f"{a}{params}{_params}"
+
+    app = mounted(api)
+    doc = await openapi_of(app)
+    route = doc["paths"]["/api/call/f"]["post"]
+    assert {p["name"] for p in route["parameters"]} == {"params", "-params"}
+    assert route["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/FParams"
+    }
+    async with asgi_client(app) as client:
+        response = await client.post(
+            "/api/call/f", json={"a": 1}, headers={"params": "p", "-params": "q"}
+        )
+    assert response.json() == {"result": "1pq"}
+
+
+async def test_response_dependency_cannot_break_the_body_headers() -> None:
+    api = Tether()
+
+    @api.command
+    def f(response: Response) -> str:
+        response.headers["content-length"] = "999"
+        response.headers["content-type"] = "text/html"
+        response.headers["x-kept"] = "1"
+        return "body"
+
+    app = mounted(api)
+    async with asgi_client(app) as client:
+        response = await client.post("/api/call/f", json={})
+    assert response.json() == {"result": "body"}
+    assert response.headers["content-length"] == str(len(response.content))
+    assert response.headers.get_list("content-length") == [str(len(response.content))]
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-kept"] == "1"

@@ -119,9 +119,14 @@ def documentation_routes(op: Operation, api: Tether) -> list[DocumentationRoute]
     post_params = list(dependency_params)
     if op.input_names:
         required = any(f.is_required() for f in op.input_model.model_fields.values())
+        # The body's name never shows in the document; it only has to differ from every
+        # dependency parameter (an operation may have a `Header()` called `params`).
+        body_name = "params"
+        while any(p.name == body_name for p in dependency_params):
+            body_name = f"_{body_name}"
         post_params.append(
             inspect.Parameter(
-                "params",
+                body_name,
                 inspect.Parameter.KEYWORD_ONLY,
                 annotation=op.input_model,
                 default=Body(...) if required else Body(None),

@@ -101,8 +101,11 @@ class HttpTransport:
         if response is not None:
             if response.status_code is not None and status == 200:
                 status = response.status_code
+            # The body is ours: its type and length headers are never taken from the Response.
             headers.extend(
-                (key, value) for key, value in response.raw_headers if key != b"content-type"
+                (key, value)
+                for key, value in response.raw_headers
+                if key not in (b"content-type", b"content-length")
             )
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
