@@ -771,6 +771,32 @@ class TestDispatcher:
         # Neither the batch-level solve nor the calls solved it again.
         assert opened == ["session"]
 
+    async def test_a_seeded_value_wins_over_the_batch_dependencies_of_the_dispatcher(self) -> None:
+        opened: list[str] = []
+
+        async def session() -> str:
+            opened.append(f"session{len(opened) + 1}")
+            return opened[-1]
+
+        api = Tether()
+
+        @api.query
+        async def who(s: Annotated[str, Depends(session)]) -> str:
+            return s
+
+        app = mounted(api)
+        ctx = CallContext("websocket", in_process_scope(app, "/api/ws"))
+        dispatcher = JsonRpcDispatcher(api, batch_dependencies=[Depends(session)])
+        async with AsyncExitStack() as connection:
+            seed = await api.invoker.solve_shared(ctx, [Depends(session)], connection)
+            reply = await dispatcher.dispatch(
+                [request("who", [], 1), request("who", [], 2)],
+                lambda: CallContext("websocket", ctx.scope),
+                dependency_cache=seed,
+            )
+        assert reply.body is not None
+        assert [item["result"] for item in json.loads(reply.body)] == ["session1", "session1"]
+
 
 # -- HTTP ---------------------------------------------------------------------------------
 

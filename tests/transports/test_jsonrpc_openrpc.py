@@ -131,7 +131,8 @@ async def test_rpc_discover_answers_the_same_document() -> None:
     app = create_app()
     document = await document_of(app)
     async with client_for(app) as client:
-        for params in (None, [], {}):
+        choices: tuple[object, ...] = (None, [], {})
+        for params in choices:
             message: dict[str, Any] = {"jsonrpc": "2.0", "method": "rpc.discover", "id": 1}
             if params is not None:
                 message["params"] = params

@@ -30,13 +30,6 @@ OPENRPC_VERSION = "1.3.2"
 _REF_PREFIX = "#/components/schemas/"
 
 
-def _ref_name(schema: dict[str, Any]) -> str | None:
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
-        return ref[len(_REF_PREFIX) :]
-    return None
-
-
 def _result_model(op: Operation) -> type[BaseModel]:
     return create_model(
         model_name(op.name, "Result"),
@@ -100,10 +93,8 @@ def openrpc_document(
     wrappers: set[str] = set()
 
     def resolve(key: tuple[type[BaseModel], JsonSchemaMode]) -> dict[str, Any]:
-        schema = refs[key]
-        name = _ref_name(schema)
-        if name is None:
-            return schema
+        # A model is always answered as a reference to its definition.
+        name = str(refs[key]["$ref"]).removeprefix(_REF_PREFIX)
         wrappers.add(name)
         return schemas[name]  # type: ignore[no-any-return]
 
