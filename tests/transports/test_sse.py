@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, Response
+from pydantic import BaseModel
+from starlette.types import Message
+
+from tether import NotFound, Tether
+from tether.transports import HttpTransport
+from tether.transports.sse import SseTransport, StreamAborted, error_event
+
 
 def parse_events(text: str) -> list[dict[str, str]]:
     """Parse a text/event-stream body into its events (comments left out), per the spec."""
@@ -20,3 +36,500 @@ def parse_events(text: str) -> list[dict[str, str]]:
     if event:
         raise AssertionError(f"an event was not terminated by a blank line: {event}")
     return events
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+class User(BaseModel):
+    name: str
+    is_staff: bool = False
+
+
+async def current_user(x_user: str | None = Header(None)) -> User | None:
+    if x_user is None:
+        return None
+    return User(name=x_user, is_staff=x_user == "admin")
+
+
+class World:
+    """What one test app records."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+
+def create_api(world: World) -> Tether:
+    api = Tether(prefix="/api", user=Depends(current_user), max_body_size=1024)
+
+    async def resource() -> AsyncIterator[str]:
+        world.log.append("open")
+        try:
+            yield "r"
+        except Exception as exc:
+            world.log.append(f"saw {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            world.log.append("close")
+
+    async def broken_teardown() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            raise RuntimeError("teardown failed")
+
+    @api.stream
+    async def ticks(n: int, ms: int = 0, r: str = Depends(resource)) -> AsyncIterator[int]:
+        for i in range(1, n + 1):
+            if ms:
+                await anyio.sleep(ms / 1000)
+            yield i
+
+    @api.stream
+    def letters(word: str) -> Iterator[str]:
+        yield from word
+
+    @api.stream
+    async def points(points: list[Point]) -> AsyncIterator[Point]:
+        for point in points:
+            yield point
+
+    @api.stream
+    async def tagged(tags: list[str]) -> AsyncIterator[str]:
+        for tag in tags:
+            yield tag
+
+    @api.stream
+    async def failing(after: int, r: str = Depends(resource)) -> AsyncIterator[int]:
+        for i in range(after):
+            yield i
+        raise NotFound("the rest is gone", details={"after": after})
+
+    @api.stream
+    async def crashing() -> AsyncIterator[int]:
+        yield 1
+        raise ZeroDivisionError("boom")
+
+    @api.stream
+    async def teardown_fails(_: None = Depends(broken_teardown)) -> AsyncIterator[int]:
+        yield 1
+
+    @api.stream
+    async def teardown_fails_after_error(_: None = Depends(broken_teardown)) -> AsyncIterator[int]:
+        yield 1
+        raise NotFound("first")
+
+    @api.stream(auth="staff")
+    async def staff_only() -> AsyncIterator[str]:
+        yield "secret"
+
+    def set_cookie(response: Response, tasks: BackgroundTasks) -> None:
+        response.set_cookie("seen", "yes")
+        response.headers["x-extra"] = "1"
+        response.headers["content-type"] = "text/plain"
+        tasks.add_task(world.log.append, "background ran")
+
+    @api.stream
+    async def with_cookie(response: Response, _: None = Depends(set_cookie)) -> AsyncIterator[int]:
+        # Too late: the headers went out once the dependencies were solved.
+        response.headers["x-too-late"] = "1"
+        yield 1
+
+    @api.stream
+    async def forever(r: str = Depends(resource)) -> AsyncIterator[int]:
+        i = 0
+        while True:
+            i += 1
+            await anyio.sleep(0.01)
+            yield i
+
+    async def hanging() -> AsyncIterator[None]:
+        world.log.append("solving")
+        try:
+            await anyio.sleep(3600)
+            yield  # pragma: no cover - never reached
+        finally:
+            world.log.append("solving stopped")
+
+    @api.stream
+    async def slow_to_open(_: None = Depends(hanging)) -> AsyncIterator[int]:  # pragma: no cover
+        yield 1
+
+    @api.query
+    async def plain() -> int:
+        return 1
+
+    return api
+
+
+def create_app(world: World, heartbeat: float = 15.0) -> FastAPI:
+    app = FastAPI()
+    create_api(world).mount(app, transports=[HttpTransport(), SseTransport(heartbeat=heartbeat)])
+    return app
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
+
+
+def data(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    events = parse_events(response.text)
+    assert events[-1] == {"event": "end", "data": "null"}, events
+    return [event["data"] for event in events[:-1]]
+
+
+class TestWireFormat:
+    async def test_get_exact_bytes_and_headers(self) -> None:
+        world = World()
+        async with client_for(create_app(world)) as client:
+            response = await client.get("/api/stream/ticks?n=2")
+        assert response.status_code == 200
+        assert response.text == (
+            "id: 1\nevent: data\ndata: 1\n\nid: 2\nevent: data\ndata: 2\n\nevent: end\ndata: null\n\n"
+        )
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        assert response.headers["connection"] == "keep-alive"
+        assert "content-length" not in response.headers
+        assert world.log == ["open", "close"]
+
+    async def test_post_json_body(self) -> None:
+        async with client_for(create_app(World())) as client:
+            response = await client.post(
+                "/api/stream/points", json={"points": [{"x": 1, "y": 2}, {"x": 3, "y": 4}]}
+            )
+        assert data(response) == ['{"x":1,"y":2}', '{"x":3,"y":4}']
+
+    async def test_post_json_subtype_and_empty_body(self) -> None:
+        async with client_for(create_app(World())) as client:
+            response = await client.post(
+                "/api/stream/ticks",
+                content=b'{"n": 1}',
+                headers={"content-type": "application/merge-patch+json"},
+            )
+            assert data(response) == ["1"]
+            # An empty body is no parameters: ticks then fails validation (n is required).
+            empty = await client.post("/api/stream/ticks")
+            assert empty.status_code == 422
+
+    async def test_ids_increase_past_checkpoints(self) -> None:
+        async with client_for(create_app(World())) as client:
+            response = await client.get("/api/stream/ticks", params={"n": 100})
+        events = parse_events(response.text)
+        assert [int(e["id"]) for e in events[:-1]] == list(range(1, 101))
+        assert [int(e["data"]) for e in events[:-1]] == list(range(1, 101))
+        assert "id" not in events[-1]
+
+    async def test_sync_generator(self) -> None:
+        async with client_for(create_app(World())) as client:
+            response = await client.get("/api/stream/letters", params={"word": "abc"})
+        assert data(response) == ['"a"', '"b"', '"c"']
+
+    async def test_repeated_query_keys_make_a_list(self) -> None:
+        async with client_for(create_app(World())) as client:
+            response = await client.get("/api/stream/tagged?tags=a&tags=b%0Ac")
+        # A newline inside an item stays escaped in its JSON: one data line per event.
+        assert data(response) == ['"a"', '"b\\nc"']
+
+    async def test_heartbeat(self) -> None:
+        async with client_for(create_app(World(), heartbeat=0.01)) as client:
+            response = await client.get("/api/stream/ticks", params={"n": 2, "ms": 100})
+        assert response.text.count(": ping\n\n") >= 5
+        assert data(response) == ["1", "2"]
+
+    async def test_no_heartbeat_before_it_is_due(self) -> None:
+        async with client_for(create_app(World(), heartbeat=5)) as client:
+            response = await client.get("/api/stream/ticks", params={"n": 2, "ms": 10})
+        assert ": ping" not in response.text
+
+    async def test_dependency_response_headers_and_background_tasks(self) -> None:
+        world = World()
+        async with client_for(create_app(world)) as client:
+            response = await client.get("/api/stream/with_cookie")
+        assert data(response) == ["1"]
+        assert response.headers["set-cookie"].startswith("seen=yes")
+        assert response.headers["x-extra"] == "1"
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert "x-too-late" not in response.headers
+        assert world.log == ["background ran"]
+
+
+class TestErrorsBeforeTheFirstItem:
+    @pytest.mark.parametrize(
+        ("method", "url", "kwargs", "status", "code"),
+        [
+            ("GET", "/api/stream/nope", {}, 404, "NOT_FOUND"),
+            ("GET", "/api/stream/plain", {}, 400, "BAD_REQUEST"),
+            ("GET", "/api/stream/ticks?n=x", {}, 422, "VALIDATION_FAILED"),
+            ("GET", "/api/stream/ticks?n=1&n=2", {}, 422, "VALIDATION_FAILED"),
+            ("POST", "/api/stream/ticks", {"json": {"n": "x"}}, 422, "VALIDATION_FAILED"),
+            ("GET", "/api/stream/staff_only", {}, 401, "UNAUTHORIZED"),
+            ("GET", "/api/stream/staff_only", {"headers": {"x-user": "bob"}}, 403, "FORBIDDEN"),
+            ("POST", "/api/stream/ticks", {"content": b"{"}, 400, "BAD_REQUEST"),
+            ("POST", "/api/stream/ticks", {"json": [1]}, 400, "BAD_REQUEST"),
+            (
+                "POST",
+                "/api/stream/ticks",
+                {"content": b"{}", "headers": {"content-length": "x"}},
+                400,
+                "BAD_REQUEST",
+            ),
+            ("POST", "/api/stream/ticks", {"content": b"x" * 2000}, 413, "PAYLOAD_TOO_LARGE"),
+            (
+                "POST",
+                "/api/stream/ticks",
+                {"content": b"{}", "headers": {"content-type": "text/plain"}},
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+            ),
+            ("GET", "/api/stream/points", {}, 405, "METHOD_NOT_ALLOWED"),
+            ("PUT", "/api/stream/ticks", {}, 405, "METHOD_NOT_ALLOWED"),
+        ],
+    )
+    async def test_error_status_and_one_error_event(
+        self, method: str, url: str, kwargs: dict[str, Any], status: int, code: str
+    ) -> None:
+        world = World()
+        async with client_for(create_app(world)) as client:
+            response = await client.request(method, url, **kwargs)
+        assert response.status_code == status
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert response.headers["cache-control"] == "no-cache"
+        assert int(response.headers["content-length"]) == len(response.content)
+        events = parse_events(response.text)
+        assert [event["event"] for event in events] == ["error"]
+        assert httpx.Response(200, content=events[0]["data"]).json()["error"]["code"] == code
+        if status == 405:
+            assert response.headers["allow"] == "GET, POST"
+        # Dependencies that were opened are closed again; none stays open.
+        assert world.log.count("open") == world.log.count("close")
+
+    async def test_not_a_stream_names_the_call_route(self) -> None:
+        async with client_for(create_app(World())) as client:
+            response = await client.get("/api/stream/plain")
+        error = httpx.Response(200, content=parse_events(response.text)[0]["data"]).json()
+        assert error == {
+            "error": {
+                "code": "BAD_REQUEST",
+                "message": "plain is a query, not a stream; call it at /api/call/plain",
+                "details": {"operation": "plain", "kind": "query"},
+            }
+        }
+
+    async def test_authorised_user_streams(self) -> None:
+        async with client_for(create_app(World())) as client:
+            response = await client.get("/api/stream/staff_only", headers={"x-user": "admin"})
+        assert data(response) == ['"secret"']
+
+
+class TestErrorsWhileStreaming:
+    async def test_error_event_then_close(self) -> None:
+        world = World()
+        async with client_for(create_app(world)) as client:
+            response = await client.get("/api/stream/failing", params={"after": 2})
+        assert response.status_code == 200
+        assert response.text == (
+            "id: 1\nevent: data\ndata: 0\n\nid: 2\nevent: data\ndata: 1\n\n"
+            "event: error\ndata: "
+            '{"error":{"code":"NOT_FOUND","message":"the rest is gone","details":{"after":2}}}'
+            "\n\n"
+        )
+        # The yield dependency sees the operation's own exception, then closes.
+        assert world.log == ["open", "saw NotFound: the rest is gone", "close"]
+
+    async def test_unexpected_exception_is_an_internal_error_logged_once(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with client_for(create_app(World())) as client:
+            with caplog.at_level(logging.ERROR, logger="tether"):
+                response = await client.get("/api/stream/crashing")
+        events = parse_events(response.text)
+        assert [e["event"] for e in events] == ["data", "error"]
+        assert events[1]["data"] == (
+            '{"error":{"code":"INTERNAL_ERROR","message":"Internal server error","details":null}}'
+        )
+        assert "boom" not in response.text
+        assert len(caplog.records) == 1
+
+    async def test_dependency_failing_to_close_replaces_end(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with client_for(create_app(World())) as client:
+            with caplog.at_level(logging.ERROR, logger="tether"):
+                response = await client.get("/api/stream/teardown_fails")
+        events = parse_events(response.text)
+        assert [e["event"] for e in events] == ["data", "error"]
+        assert '"INTERNAL_ERROR"' in events[1]["data"]
+        assert len(caplog.records) == 1
+
+    async def test_first_error_wins_over_a_failing_teardown(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with client_for(create_app(World())) as client:
+            with caplog.at_level(logging.ERROR, logger="tether"):
+                response = await client.get("/api/stream/teardown_fails_after_error")
+        events = parse_events(response.text)
+        assert [e["event"] for e in events] == ["data", "error"]
+        assert '"NOT_FOUND"' in events[1]["data"]
+        assert len(caplog.records) == 1  # the teardown failure is logged
+
+
+class RawExchange:
+    """Drive the ASGI app directly: a client that leaves after `leave_after` body messages."""
+
+    def __init__(self, leave_after: int | None, body: bytes = b"") -> None:
+        self.leave_after = leave_after
+        self.body = body
+        self.sent: list[Message] = []
+        self.gone = anyio.Event()
+        self.body_read = False
+
+    async def receive(self) -> Message:
+        if not self.body_read:
+            self.body_read = True
+            if self.leave_after == -1:
+                return {"type": "http.disconnect"}
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        if self.leave_after != 0:
+            await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+        bodies = [m for m in self.sent if m["type"] == "http.response.body"]
+        if self.leave_after is not None and len(bodies) >= self.leave_after:
+            self.gone.set()
+
+    async def run(self, app: FastAPI, method: str, path: str, query: bytes = b"") -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": query,
+            "headers": [(b"host", b"test")],
+            "client": ("127.0.0.1", 1),
+            "server": ("test", 80),
+            "state": {},
+        }
+        with anyio.fail_after(5):
+            await app(scope, self.receive, self.send)
+
+
+class TestClientLeaving:
+    async def test_leaving_cancels_the_stream_and_closes_dependencies(self) -> None:
+        world = World()
+        exchange = RawExchange(leave_after=3)
+        await exchange.run(create_app(world), "GET", "/api/stream/forever")
+        bodies = [m["body"] for m in exchange.sent if m["type"] == "http.response.body"]
+        assert bodies == [
+            b"id: 1\nevent: data\ndata: 1\n\n",
+            b"id: 2\nevent: data\ndata: 2\n\n",
+            b"id: 3\nevent: data\ndata: 3\n\n",
+        ]
+        assert world.log == ["open", "saw StreamAborted: the client disconnected", "close"]
+
+    async def test_leaving_while_dependencies_are_solved(self) -> None:
+        world = World()
+        exchange = RawExchange(leave_after=0)
+        await exchange.run(create_app(world), "GET", "/api/stream/slow_to_open")
+        assert exchange.sent == []
+        assert world.log == ["solving", "solving stopped"]
+
+    async def test_leaving_before_the_body_is_read(self) -> None:
+        world = World()
+        exchange = RawExchange(leave_after=-1)
+        await exchange.run(create_app(world), "POST", "/api/stream/ticks")
+        assert exchange.sent == []
+        assert world.log == []
+
+    async def test_stream_aborted_is_an_exception(self) -> None:
+        assert issubclass(StreamAborted, Exception)
+
+
+class TestTransport:
+    def test_heartbeat_must_be_positive(self) -> None:
+        with pytest.raises(ValueError, match="heartbeat"):
+            SseTransport(heartbeat=0)
+
+    async def test_custom_path(self) -> None:
+        api = create_api(World())
+        app = FastAPI()
+        api.mount(app, transports=[SseTransport(path="/events")])
+        async with client_for(app) as client:
+            assert data(await client.get("/api/events/ticks?n=1")) == ["1"]
+            assert (await client.get("/api/stream/ticks?n=1")).status_code == 404
+
+    async def test_no_uvicorn_server_in_memory(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        transport = SseTransport()
+        assert transport.uvicorn_server() is None
+        assert transport.uvicorn_server() is None  # cached per event loop (or trio)
+        monkeypatch.delitem(sys.modules, "uvicorn")
+        assert transport.uvicorn_server() is None
+
+    def test_error_event(self) -> None:
+        assert error_event(NotFound("x")) == (
+            b'event: error\ndata: {"error":{"code":"NOT_FOUND","message":"x","details":null}}\n\n'
+        )
+
+
+class TestOpenApi:
+    async def test_streams_documented_as_event_streams(self) -> None:
+        app = create_app(World())
+        async with client_for(app) as client:
+            document = (await client.get("/openapi.json")).json()
+        paths = document["paths"]
+        ticks = paths["/api/stream/ticks"]
+        assert set(ticks) == {"get", "post"}
+        get = ticks["get"]
+        assert get["operationId"] == "ticks__sse_get"
+        assert [p["name"] for p in get["parameters"]] == ["n", "ms"]
+        item = get["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]
+        assert item["required"] == ["data"]
+        assert item["properties"]["data"]["contentMediaType"] == "application/json"
+        assert item["properties"]["data"]["contentSchema"]["type"] == "integer"
+        assert "one `data` event per item" in get["responses"]["200"]["description"]
+        error_item = get["responses"]["422"]["content"]["text/event-stream"]["itemSchema"]
+        assert error_item["properties"]["event"] == {"const": "error"}
+        assert error_item["properties"]["data"]["contentSchema"] == {
+            "$ref": "#/components/schemas/ErrorEnvelope"
+        }
+        assert "ErrorEnvelope" in document["components"]["schemas"]
+        assert get["x-tether"]["kind"] == "stream"
+        post = ticks["post"]
+        assert post["operationId"] == "ticks__sse"
+        assert "requestBody" in post
+        # Structured input: POST only.
+        assert set(paths["/api/stream/points"]) == {"post"}
+        points_200 = paths["/api/stream/points"]["post"]["responses"]["200"]["content"]
+        assert points_200["text/event-stream"]["itemSchema"]["properties"]["data"][
+            "contentSchema"
+        ] == {"$ref": "#/components/schemas/Point"}
+        # Auth shows in the errors; no input: no request body.
+        staff = paths["/api/stream/staff_only"]["post"]
+        assert "requestBody" not in staff
+        assert {"401", "403"} <= set(staff["responses"])
+        # Queries and commands are not SSE's.
+        assert "/api/stream/plain" not in paths
+
+    async def test_stream_added_after_mount_is_documented(self) -> None:
+        api = Tether(prefix="/api")
+        app = FastAPI()
+        api.mount(app, transports=[SseTransport()])
+        async with client_for(app) as client:
+            assert "/api/stream/late" not in (await client.get("/openapi.json")).json()["paths"]
+
+            @api.stream
+            async def late() -> AsyncIterator[int]:
+                yield 1
+
+            assert "/api/stream/late" in (await client.get("/openapi.json")).json()["paths"]
+            assert data(await client.get("/api/stream/late")) == ["1"]

@@ -30,13 +30,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
 
 import anyio
 import anyio.lowlevel
 from fastapi import Body, Query
-from starlette.responses import Response
+from fastapi.sse import EventSourceResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DEFAULT_HEARTBEAT",
-    "EventStreamResponse",
     "SseTransport",
     "StreamAborted",
     "documentation_routes",
@@ -79,12 +79,6 @@ _STREAM_HEADERS = [
 _SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
 _END = b"event: end\ndata: null\n\n"
 _PING: Message = {"type": "http.response.body", "body": b": ping\n\n", "more_body": True}
-
-
-class EventStreamResponse(Response):
-    """Marks a documented response as `text/event-stream` in OpenAPI (documentation only)."""
-
-    media_type = "text/event-stream"
 
 
 class _ClientGone(Exception):
@@ -288,6 +282,7 @@ class _Exchange:
         error to answer with.
         """
         stream = self.api.invoker.stream(self.ctx, self.op, self.params, encode=True)
+        failure: TetherError | None = None
         try:
             async with stream as items:
                 send = self.send
@@ -305,17 +300,21 @@ class _Exchange:
                 with anyio.CancelScope() as iteration:
                     self.scope = iteration
                     number = 0
-                    async for item in items:
-                        number += 1
-                        await send(
-                            {
-                                "type": "http.response.body",
-                                "body": b"id: %d\nevent: data\ndata: %s\n\n" % (number, item),
-                                "more_body": True,
-                            }
-                        )
-                        if number % _CHECKPOINT_EVERY == 0:
-                            await anyio.lowlevel.checkpoint()
+                    try:
+                        async for item in items:
+                            number += 1
+                            await send(
+                                {
+                                    "type": "http.response.body",
+                                    "body": b"id: %d\nevent: data\ndata: %s\n\n" % (number, item),
+                                    "more_body": True,
+                                }
+                            )
+                            if number % _CHECKPOINT_EVERY == 0:
+                                await anyio.lowlevel.checkpoint()
+                    except TetherError as error:
+                        failure = error
+                        raise
                 if iteration.cancelled_caught:
                     raise StreamAborted(
                         "the server is shutting down"
@@ -324,12 +323,14 @@ class _Exchange:
                     )
         except StreamAborted:
             return b""
-        except TetherError as error:
-            return error_event(error) if self.started else error
         except Exception as exc:
-            # A yield dependency failed while closing.
-            mapped = self.api.invoker.map_exception(exc, self.op.name)
-            return error_event(mapped) if self.started else mapped
+            # The stream's own error, or a yield dependency that failed while closing
+            # (logged; the client still gets the stream's error if there was one first).
+            mapped = (
+                failure if exc is failure else self.api.invoker.map_exception(exc, self.op.name)
+            )
+            reported = failure or mapped
+            return error_event(reported) if self.started else reported
         return _END
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
@@ -380,12 +381,33 @@ async def _send_error(send: Send, error: TetherError) -> None:
 # -- OpenAPI -----------------------------------------------------------------------------
 
 
-def _endpoint(parameters: list[inspect.Parameter]) -> Any:
-    def documented_stream(**values: Any) -> None:  # pragma: no cover - never called
+def _endpoint(parameters: list[inspect.Parameter], item_type: Any) -> Any:
+    # An async generator typed `-> AsyncIterator[T]` with EventSourceResponse: FastAPI
+    # documents it as `text/event-stream` whose events carry `T` as JSON data.
+    async def documented_stream(**values: Any) -> AsyncIterator[Any]:  # pragma: no cover
+        nothing: tuple[Any, ...] = ()
+        for never in nothing:
+            yield never
         raise RuntimeError("documentation routes are never called")
 
-    documented_stream.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    documented_stream.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        parameters, return_annotation=AsyncIterator[item_type]
+    )
     return documented_stream
+
+
+_ERROR_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"const": "error"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/ErrorEnvelope"},
+        },
+    },
+    "required": ["event", "data"],
+}
 
 
 def _responses(op: Operation) -> dict[int | str, dict[str, Any]]:
@@ -403,7 +425,7 @@ def _responses(op: Operation) -> dict[int | str, dict[str, Any]]:
             status: {
                 "model": ErrorEnvelope,
                 "description": "Sent as one `event: error`; " + "; ".join(lines),
-                "content": {"text/event-stream": {}},
+                "content": {"text/event-stream": {"itemSchema": _ERROR_EVENT_SCHEMA}},
             }
             for status, lines in sorted(by_status.items())
         },
@@ -421,8 +443,7 @@ def documentation_routes(op: Operation, api: Tether, path: str = "/stream") -> l
         dependencies.append(api.user)
     url = f"{api.prefix}{path}/{op.name}"
     common: dict[str, Any] = {
-        "response_model": op.output_type,
-        "response_class": EventStreamResponse,
+        "response_class": EventSourceResponse,
         "tags": list(op.tags) or None,
         "summary": op.summary or op.name,
         "description": op.description,
@@ -444,7 +465,11 @@ def documentation_routes(op: Operation, api: Tether, path: str = "/stream") -> l
         )
     routes = [
         DocumentationRoute(
-            url, _endpoint(post_params), methods=["POST"], operation_id=f"{op.name}__sse", **common
+            url,
+            _endpoint(post_params, op.output_type),
+            methods=["POST"],
+            operation_id=f"{op.name}__sse",
+            **common,
         )
     ]
     if op.query_shape is not None:
@@ -468,7 +493,7 @@ def documentation_routes(op: Operation, api: Tether, path: str = "/stream") -> l
         routes.append(
             DocumentationRoute(
                 url,
-                _endpoint(get_params),
+                _endpoint(get_params, op.output_type),
                 methods=["GET"],
                 operation_id=f"{op.name}__sse_get",
                 **common,
