@@ -5,10 +5,11 @@ from __future__ import annotations
 from .base import Transport
 from .http import HttpTransport
 from .jsonrpc import JsonRpcTransport
+from .sse import SseTransport
 
 __all__ = ("HttpTransport", "JsonRpcTransport", "Transport", "default_transports")
 
 
 def default_transports() -> list[Transport]:
     """Return a fresh instance of every built-in transport, in mounting order."""
-    return [HttpTransport(), JsonRpcTransport()]
+    return [HttpTransport(), JsonRpcTransport(), SseTransport()]
