@@ -182,6 +182,13 @@ BAD_INPUTS: list[tuple[str, dict[str, str], bytes, int, str]] = [
         400,
         "BAD_REQUEST",
     ),
+    (
+        "echo",
+        {"content-type": "application/json"},
+        b'{"value": ' + b"[" * 300 + b"]" * 300 + b"}",
+        400,
+        "BAD_REQUEST",
+    ),
     ("echo", {"content-type": "application/json"}, b'{"value": NaN}', 400, "BAD_REQUEST"),
     ("echo", {"content-type": "application/json"}, b'{"value": Infinity}', 400, "BAD_REQUEST"),
     ("echo", {"content-type": "application/json"}, b'{"value": -Infinity}', 400, "BAD_REQUEST"),

@@ -12,7 +12,13 @@ from starlette.types import Message
 from tests._core_helpers import asgi_client, mounted
 from tether import BadRequest, Conflict, NotFound, PayloadTooLarge, Tether, TetherError
 from tether.transports import HttpTransport, default_transports
-from tether.transports._body import header, parse_json, read_body, require_json_content_type
+from tether.transports._body import (
+    MAX_DEPTH,
+    header,
+    parse_json,
+    read_body,
+    require_json_content_type,
+)
 from tether.transports.http import encode_error
 
 
@@ -550,11 +556,44 @@ async def test_read_body_empty_and_disconnect() -> None:
 
 def test_parse_json() -> None:
     assert parse_json(b'{"a": [1, 2.5, "x", null, true]}') == {"a": [1, 2.5, "x", None, True]}
-    nested = b"[" * 1024 + b"]" * 1024
-    assert isinstance(parse_json(nested), list)
     for bad in (b"[" * 1025 + b"]" * 1025, b"NaN", b"1e400", b"\xff"):
-        with pytest.raises(BadRequest):
+        with pytest.raises(BadRequest, match="Malformed JSON"):
             parse_json(bad)
+
+
+@pytest.mark.parametrize(
+    ("opening", "closing"), [(b"[", b"]"), (b'{"a":', b"}"), (b'[{"a":', b"}]")]
+)
+def test_parse_json_depth_limit(opening: bytes, closing: bytes) -> None:
+    def nested(levels: int) -> bytes:
+        inner = b"[]" if opening == b"[" else b"1"
+        return opening * levels + inner + closing * levels
+
+    depth_of = {b"[": 1, b'{"a":': 1, b'[{"a":': 2}[opening]
+    ok = (MAX_DEPTH - 1) // depth_of
+    assert parse_json(nested(ok)) is not None
+    with pytest.raises(BadRequest, match=f"nested deeper than {MAX_DEPTH} levels"):
+        parse_json(nested(MAX_DEPTH // depth_of + 1))
+    assert parse_json(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) is not None
+    with pytest.raises(BadRequest):
+        parse_json(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))
+    # Many containers side by side are not deep.
+    wide = b"[" + b",".join([b'{"a": [1, {"b": []}]}'] * 1000) + b"]"
+    assert len(parse_json(wide)) == 1000
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1])
+async def test_deep_input_that_is_accepted_is_also_returned(levels: int) -> None:
+    # Whatever depth the parser accepts, an operation echoing it must not fail with 500.
+    _, app = make_app()
+    value = b"[" * levels + b"]" * levels
+    response = await post_raw(app, "/api/call/echo", b'{"value": ' + value + b"}")
+    if levels + 1 <= MAX_DEPTH:
+        assert response.status_code == 200
+        assert response.content == b'{"result":' + value + b"}"
+    else:
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "BAD_REQUEST"
 
 
 def test_encode_error() -> None:

@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope
 
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ("header", "parse_json", "read_body", "require_json_content_type")
+__all__ = ("MAX_DEPTH", "header", "parse_json", "read_body", "require_json_content_type")
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -83,13 +83,30 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+MAX_DEPTH = 254
+"""Deepest JSON nesting accepted.
+
+pydantic serializes at most 255 levels, so a deeper value would be accepted, then fail as
+a 500 when an operation returns it. orjson parses up to 1024 levels and serializes up to
+254, which is the check used here.
+"""
+
+
 def parse_json(body: bytes) -> Any:
-    """Parse strict JSON: no NaN or Infinity, numbers that fit a double, depth at most 1024.
+    """Parse strict JSON: no NaN or Infinity, numbers that fit a double, depth at most 254.
 
     Raises:
         BadRequest: the body is not valid JSON (including non-UTF-8 bytes and deep nesting).
     """
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"Malformed JSON: {exc.msg}") from None
+    # Nesting is bounded by the number of brackets, so only bodies with many are checked;
+    # re-encoding runs in C and fails past MAX_DEPTH levels (parsed values always encode).
+    if len(body) > 2 * MAX_DEPTH and body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        try:
+            orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            raise BadRequest(f"Malformed JSON: nested deeper than {MAX_DEPTH} levels") from None
+    return value
