@@ -4,17 +4,24 @@ Sync tests with a blocking httpx client: the server runs in its own thread, so e
 runs once (not once per anyio backend) and stays fast.
 """
 
+import json
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import httpx
 from fastapi import Depends, FastAPI, Header
 from fastapi.params import Depends as DependsMarker
+from starlette.requests import Request
+from websockets.sync.client import connect
 
 from tests.conftest import LiveServer
 from tests.services.issue_example import Session, build_issue_example, headers
-from tether import Forbidden, Service, Tether, command, query
+from tether import Forbidden, PerBatch, PerConnection, Service, Tether, command, query, stream
+from tether.transports.http import HttpTransport
+from tether.transports.sse import SseTransport
+from tether.transports.websocket import WebSocketTransport
 
 Serve = Callable[..., LiveServer]
 
@@ -443,8 +450,6 @@ def test_class_and_operation_share_one_dependency_solve(live_server: Serve) -> N
 
 
 def test_request_typed_class_attribute(live_server: Serve) -> None:
-    from starlette.requests import Request
-
     class Echo(Service, name="echo"):
         request: Request
 
@@ -541,8 +546,6 @@ def test_jsonrpc_notification_closes_its_yield_dependency(live_server: Serve) ->
 def test_jsonrpc_per_batch_class_dependency_is_shared_but_instances_are_not(
     live_server: Serve,
 ) -> None:
-    from tether import PerBatch
-
     log: list[str] = []
     instances: list[object] = []
 
@@ -576,3 +579,132 @@ def test_jsonrpc_per_batch_class_dependency_is_shared_but_instances_are_not(
     for n in range(2):
         assert post(server, "pooled.which", {"n": n}).status_code == 200
     assert log == ["open", "close", "open", "close"]
+
+
+# -- WebSocket and SSE --------------------------------------------------------------------------
+
+
+class Feed:
+    """A service with per-call, per-connection and stream operations, and what they recorded."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.instances: list[object] = []
+        log = self.log
+        instances = self.instances
+
+        class Session:
+            def __init__(self, number: int) -> None:
+                self.number = number
+                self.closed = False
+
+        sessions: list[Session] = []
+
+        async def get_db() -> AsyncIterator[Session]:
+            session = Session(len(sessions) + 1)
+            sessions.append(session)
+            log.append(f"open {session.number}")
+            yield session
+            session.closed = True
+            log.append(f"close {session.number}")
+
+        connections: list[object] = []
+
+        async def get_connection() -> AsyncIterator[int]:
+            connections.append(object())
+            log.append("connect")
+            yield len(connections)
+            log.append("disconnect")
+
+        class Feeds(Service, name="feed"):
+            connection: Annotated[int, PerConnection(get_connection)]
+            db: Annotated[Session, Depends(get_db)]
+
+            @query
+            async def read(self, n: int) -> dict[str, int]:
+                instances.append(self)
+                return {"n": n, "connection": self.connection, "session": self.db.number}
+
+            @stream
+            async def ticks(self, count: int) -> AsyncIterator[dict[str, Any]]:
+                instances.append(self)
+                for i in range(count):
+                    log.append(f"tick {i}")
+                    yield {"i": i, "session": self.db.number, "open": not self.db.closed}
+
+        self.api = Tether()
+        self.api.include(Feeds)
+        self.app = FastAPI()
+        self.api.mount(self.app, transports=[HttpTransport(), SseTransport(), WebSocketTransport()])
+
+
+def test_websocket_one_instance_per_message_and_a_shared_connection_dependency(
+    live_server: Serve,
+) -> None:
+    feed = Feed()
+    server = live_server(feed.app)
+    with connect(f"{server.ws_url}/api/ws", proxy=None) as socket:
+        for n in range(3):
+            socket.send(json.dumps({"uuid": str(n), "route": "feed.read", "payload": {"n": n}}))
+        replies = sorted(
+            (json.loads(socket.recv(timeout=5)) for _ in range(3)), key=lambda r: r["uuid"]
+        )
+        assert [r["status"] for r in replies] == [200, 200, 200]
+        payloads = [r["payload"] for r in replies]
+        assert [p["n"] for p in payloads] == [0, 1, 2]
+        assert {p["connection"] for p in payloads} == {1}  # solved once for the connection
+        assert len({p["session"] for p in payloads}) == 3  # the yield dependency: per message
+        assert len({id(i) for i in feed.instances}) == 3
+        assert feed.log.count("connect") == 1
+        assert sorted(e for e in feed.log if e.startswith("close")) == [
+            "close 1",
+            "close 2",
+            "close 3",
+        ]
+        assert "disconnect" not in feed.log
+    # The connection's dependency closes once the server has seen the socket close.
+    deadline = time.monotonic() + 5
+    while "disconnect" not in feed.log and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert feed.log.count("disconnect") == 1
+    assert feed.log[-1] == "disconnect"
+
+
+def test_websocket_subscription_keeps_its_instance_and_session_until_the_stream_ends(
+    live_server: Serve,
+) -> None:
+    feed = Feed()
+    server = live_server(feed.app)
+    with connect(f"{server.ws_url}/api/ws", proxy=None) as socket:
+        socket.send(json.dumps({"uuid": "s", "route": "feed.ticks", "payload": {"count": 3}}))
+        messages = [json.loads(socket.recv(timeout=5)) for _ in range(4)]
+    items = [m["payload"] for m in messages[:3]]
+    assert [m["headers"] for m in messages[:3]] == [{"stream": "item"}] * 3
+    assert items == [{"i": i, "session": 1, "open": True} for i in range(3)]
+    assert messages[3]["headers"] == {"stream": "end", "items": 3}
+    assert feed.log.index("close 1") > feed.log.index("tick 2")
+    assert len(feed.instances) == 1
+
+
+def test_sse_stream_method_keeps_its_yield_dependency_until_the_end(live_server: Serve) -> None:
+    feed = Feed()
+    server = live_server(feed.app)
+    with httpx.Client(base_url=server.url) as client:
+        response = client.get("/api/stream/feed.ticks", params={"count": 2})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [block for block in response.text.split("\n\n") if block.strip()]
+    data = [
+        line.removeprefix("data: ")
+        for block in events
+        for line in block.splitlines()
+        if line.startswith("data: ")
+    ]
+    assert data == [
+        '{"i":0,"session":1,"open":true}',
+        '{"i":1,"session":1,"open":true}',
+        "null",
+    ]
+    assert "event: end" in events[-1]
+    # The per-connection dependency is per call outside a WebSocket.
+    assert feed.log == ["connect", "open 1", "tick 0", "tick 1", "close 1", "disconnect"]
