@@ -232,3 +232,49 @@ async def test_check_auth_directly() -> None:
     with pytest.raises(Forbidden):
         await check_auth("staff", User("x", is_staff=False), ctx)
     await check_auth("staff", {"is_superuser": 1}, ctx)
+
+
+@per_transport
+async def test_user_resolver_runs_once_and_can_be_overridden(transport: str) -> None:
+    runs: list[str | None] = []
+
+    def resolver(authorization: Annotated[str | None, Header()] = None) -> Any:
+        runs.append(authorization)
+        return current_user(authorization)
+
+    api = Tether(user=Depends(resolver))
+
+    @api.query(auth="staff")
+    def staff_name(user: Any = Depends(resolver)) -> str:
+        return str(user.name if isinstance(user, User) else user["name"])
+
+    app = mounted(api)
+    assert await call_over(transport, api, "staff_name", headers=bearer("alice")) == (
+        200,
+        {"result": "alice"},
+    )
+    # The user resolver and the operation's own use of it share one solved value.
+    assert runs == ["Bearer alice"]
+    app.dependency_overrides[resolver] = lambda: {"name": "test", "is_staff": True}
+    assert await call_over(transport, api, "staff_name") == (200, {"result": "test"})
+    app.dependency_overrides[resolver] = lambda: None
+    assert (await call_over(transport, api, "staff_name", headers=bearer("alice")))[0] == 401
+    assert runs == ["Bearer alice"]
+
+
+@per_transport
+async def test_operations_without_auth_do_not_resolve_the_user(transport: str) -> None:
+    runs: list[int] = []
+
+    def resolver() -> None:
+        runs.append(1)
+
+    api = Tether(user=Depends(resolver))
+
+    @api.query
+    def public() -> str:
+        return "hi"
+
+    mounted(api)
+    assert await call_over(transport, api, "public") == (200, {"result": "hi"})
+    assert runs == []
