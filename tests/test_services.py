@@ -852,3 +852,10 @@ def test_postponed_annotations_errors() -> None:
         future.define_unresolvable_attribute()
     with pytest.raises(ConfigurationError, match="collides with the dependency attribute"):
         future.define_collision()
+
+
+def test_generated_models_belong_to_the_module_that_defines_the_service() -> None:
+    # As for function operations, whose models carry the function's module. When two
+    # model names collide, pydantic and FastAPI qualify them with this module in OpenAPI.
+    example = build_issue_example(mount=False)
+    assert example.api.get("users.get").input_model.__module__ == "tests.services.issue_example"
