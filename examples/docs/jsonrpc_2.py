@@ -1,0 +1,53 @@
+# file: examples/docs/jsonrpc_2.py
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header
+
+from tether import PerBatch, Tether, Unauthorized
+from tether.transports import HttpTransport, JsonRpcTransport
+
+EVENTS: list[str] = []
+
+
+async def transaction() -> AsyncIterator[str]:
+    """Opened once for a whole batch (and once per call elsewhere)."""
+    EVENTS.append("begin")
+    yield "tx"
+    EVENTS.append("commit")
+
+
+async def audit_log() -> AsyncIterator[None]:
+    """A plain dependency: solved for every call, batch items included."""
+    EVENTS.append("audit")
+    yield
+
+
+async def api_key(x_api_key: Annotated[str | None, Header()] = None) -> str:
+    """Checked once per HTTP request; a failure answers every item of a batch."""
+    if x_api_key != "s3cret":
+        raise Unauthorized("Send X-API-Key")
+    return x_api_key
+
+
+api = Tether(prefix="/api", dependencies=[Depends(audit_log)])
+
+
+@api.command
+async def transfer(amount: int, tx: Annotated[str, PerBatch(transaction)]) -> str:
+    EVENTS.append(f"transfer {amount} in {tx}")
+    return "ok"
+
+
+app = FastAPI()
+api.mount(
+    app,
+    transports=[
+        HttpTransport(),
+        JsonRpcTransport(
+            max_batch_size=20,  # a larger batch is refused whole (default 100)
+            max_concurrency=4,  # items of one batch running at once (default 16)
+            batch_dependencies=[Depends(api_key)],
+        ),
+    ],
+)
