@@ -310,3 +310,25 @@ def test_uses_is_for_service_methods_only() -> None:
 
     with pytest.raises(ConfigurationError, match="service methods only"):
         Tether().add(f)
+
+
+async def test_register_a_bound_method() -> None:
+    # FastAPI accepts bound methods as endpoints; so does tether, without `self` as input.
+    class Repo:
+        def __init__(self, offset: int) -> None:
+            self.offset = offset
+
+        async def shifted(self, id: int) -> int:
+            return id + self.offset
+
+    api = Tether()
+    api.query(Repo(5).shifted)
+    api.add(Repo(7).shifted, OperationSpec(kind="query", name="shifted7"))
+    assert api.get("shifted").input_names == ("id",)
+    assert await api.call("shifted", {"id": 1}) == 6
+    assert await api.call("shifted7", {"id": 1}) == 8
+    app = mounted(api)
+    async with asgi_client(app) as client:
+        assert (await client.get("/api/call/shifted?id=2")).json() == {"result": 7}
+        doc = (await client.get("/openapi.json")).json()
+    assert "self" not in doc["components"]["schemas"]["ShiftedParams"]["properties"]
