@@ -508,7 +508,7 @@ def compile_operation(
         input_model = create_model(
             model_name(op_name, "Params"),
             __config__=ConfigDict(extra="forbid", populate_by_name=False, protected_namespaces=()),
-            __module__=getattr(func, "__module__", __name__),
+            __module__=getattr(nature, "__module__", __name__),
             **fields,
         )
     except Exception as exc:  # pydantic raises several types for unusable annotations

@@ -220,7 +220,10 @@ def _check_shadowed(cls: type, where: str) -> None:
             continue
         for func in take_marked_methods(klass):
             current = klass.__dict__.get(func.__name__)
-            if current is not func:
+            # The same `def` run again (a class factory) has the same code object: that is
+            # another class of the same name, not a shadowing definition.
+            same_definition = getattr(current, "__code__", None) is func.__code__
+            if current is not func and not same_definition:
                 raise ConfigurationError(
                     f"{where}: the marked method {func.__qualname__!r} is shadowed by a later"
                     " definition of the same name in the class body"
