@@ -456,6 +456,13 @@ class TestClientLeaving:
 
 
 class TestTransport:
+    async def test_mounted_by_default(self) -> None:
+        api = create_api(World())
+        app = FastAPI()
+        api.mount(app)
+        async with client_for(app) as client:
+            assert data(await client.get("/api/stream/ticks?n=1")) == ["1"]
+
     def test_heartbeat_must_be_positive(self) -> None:
         with pytest.raises(ValueError, match="heartbeat"):
             SseTransport(heartbeat=0)
@@ -519,6 +526,8 @@ class TestOpenApi:
         assert {"401", "403"} <= set(staff["responses"])
         # Queries and commands are not SSE's.
         assert "/api/stream/plain" not in paths
+        # tether never answers FastAPI's own 422 shape.
+        assert "HTTPValidationError" not in str(document)
 
     async def test_stream_added_after_mount_is_documented(self) -> None:
         api = Tether(prefix="/api")
