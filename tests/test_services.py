@@ -9,11 +9,12 @@ tests annotate with local names (tests/_future_services.py covers postponed anno
 import inspect
 import logging
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import pytest
 from fastapi import Depends, FastAPI, Header, Query
 from fastapi.params import Depends as DependsMarker
+from pydantic import BaseModel
 
 from tests import _future_services as future
 from tests.services.issue_example import (
@@ -859,3 +860,36 @@ def test_generated_models_belong_to_the_module_that_defines_the_service() -> Non
     # model names collide, pydantic and FastAPI qualify them with this module in OpenAPI.
     example = build_issue_example(mount=False)
     assert example.api.get("users.get").input_model.__module__ == "tests.services.issue_example"
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def test_a_generic_base_service_is_parametrized_by_its_subclass() -> None:
+    # A generic CRUD base: the subclass's type argument must replace the TypeVar in the
+    # operations' inputs, outputs and OpenAPI (today the TypeVar's bound, a bare BaseModel,
+    # is used: anything validates, the result cannot be serialized).
+    class Crud(Service, Generic[ModelT], abstract=True):
+        @command
+        async def create(self, data: ModelT) -> ModelT:
+            return data
+
+        @query
+        async def many(self, data: list[ModelT]) -> list[ModelT]:
+            return data
+
+    class Pet(BaseModel):
+        name: str
+
+    class Pets(Crud[Pet], name="pets"):
+        pass
+
+    api = Tether()
+    api.include(Pets)
+    assert await api.call("pets.create", {"data": {"name": "rex"}}) == Pet(name="rex")
+    assert await api.call("pets.many", {"data": [{"name": "a"}]}) == [Pet(name="a")]
+    with pytest.raises(ValidationFailed):
+        await api.call("pets.create", {"data": {"nickname": "rex"}})
+    app = mounted(api)
+    body = app.openapi()["components"]["schemas"]["PetsCreateParams"]
+    assert body["properties"]["data"] == {"$ref": "#/components/schemas/Pet"}
