@@ -10,7 +10,7 @@ from typing import Annotated, reveal_type
 from fastapi import Depends, FastAPI, Header
 from pydantic import BaseModel
 
-from tether import Service, Tether, command, query
+from tether import Service, Tether, command, query, stream
 
 
 class User(BaseModel):
@@ -49,6 +49,10 @@ class Users(TenantScoped, name="users", tags=["users"]):
         self.db.names[id] = name
         return user.model_copy(update={"name": name})
 
+    @stream
+    async def watch(self, id: int) -> AsyncIterator[User]:
+        yield await self.get(id)
+
 
 class AdminUsers(Users, name="admin_users", exclude=["search"]):
     @command
@@ -64,7 +68,7 @@ def build() -> FastAPI:
     return app
 
 
-async def main() -> tuple[User, list[str], User, dict[int, str]]:
+async def main() -> tuple[User, list[str], User, list[User], dict[int, str]]:
     users = Users(tenant="acme", db=Session())
     got = await users.get(1)
     reveal_type(got)
@@ -73,7 +77,9 @@ async def main() -> tuple[User, list[str], User, dict[int, str]]:
     renamed = await users.rename(1, "grace")
     reveal_type(renamed)
     reveal_type(users.tenant)
+    watched = [user async for user in users.watch(1)]
+    reveal_type(users.watch(1))
     admin = AdminUsers(tenant="acme", db=Session())
     reveal_type(admin.purge)
     await admin.purge(1)
-    return got, found, renamed, admin.db.names
+    return got, found, renamed, watched, admin.db.names

@@ -69,6 +69,7 @@ def test_services_usage_passes_mypy_strict_and_keeps_method_types() -> None:
         "found": "list[str]",
         "renamed": "tests.typing.services_usage.User",
         "users.tenant": "str",
+        "users.watch(1)": "typing.AsyncIterator[tests.typing.services_usage.User]",
         "admin.purge": "def (id: int) -> typing.Coroutine[Any, Any, None]",
     }
 
@@ -96,10 +97,11 @@ def test_mypy_still_catches_a_misused_service_method() -> None:
 
 
 async def test_services_usage_also_runs() -> None:
-    got, found, renamed, names = await services_usage.main()
+    got, found, renamed, watched, names = await services_usage.main()
     assert got == services_usage.User(id=1, name="ada")
     assert found == ["a", "acme"]
     assert renamed == services_usage.User(id=1, name="grace")
+    assert watched == [services_usage.User(id=1, name="grace")]
     assert names == {}
     app = services_usage.build()
     assert isinstance(app, FastAPI)
