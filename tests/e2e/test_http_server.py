@@ -99,6 +99,10 @@ def build_app(world: World) -> FastAPI:
     async def staff_only() -> str:
         return "ok"
 
+    @api.command
+    def no_content(response: Response) -> None:
+        response.status_code = 204
+
     app = FastAPI()
     api.mount(app)
     return app
@@ -121,7 +125,7 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     head, _, body = data.partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
     headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
-    length = int(headers["content-length"])
+    length = int(headers.get("content-length", "0"))
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
@@ -390,4 +394,20 @@ def test_openapi_and_docs(server: tuple[LiveServer, World]) -> None:
         "crash",
         "later",
         "staff_only",
+        "no_content",
     }
+
+
+def test_a_bodiless_status_sends_no_body_and_keep_alive_survives(
+    server: tuple[LiveServer, World],
+) -> None:
+    live, _ = server
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(request_bytes("/api/call/no_content", b"{}"))
+        status, headers, body = read_response(sock)
+        assert (status, body) == (204, b"")
+        assert "content-length" not in headers
+        # Were a body sent after the 204, it would be read here as the next status line.
+        sock.sendall(request_bytes("/api/call/add", b'{"a": 3}'))
+        status, _, body = read_response(sock)
+        assert (status, json.loads(body)) == (200, {"result": 3})

@@ -890,3 +890,22 @@ async def test_response_dependency_cannot_break_the_body_headers() -> None:
     assert response.headers.get_list("content-length") == [str(len(response.content))]
     assert response.headers["content-type"] == "application/json"
     assert response.headers["x-kept"] == "1"
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_statuses_without_a_body(status: int) -> None:
+    api = Tether()
+
+    @api.command
+    def f(response: Response) -> None:
+        response.status_code = status
+        response.headers["x-kept"] = "1"
+
+    app = mounted(api)
+    async with asgi_client(app) as client:
+        response = await client.post("/api/call/f", json={})
+    assert response.status_code == status
+    assert response.content == b""
+    assert "content-length" not in response.headers
+    assert "content-type" not in response.headers
+    assert response.headers["x-kept"] == "1"

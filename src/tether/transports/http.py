@@ -93,7 +93,7 @@ class HttpTransport:
                     allow = error.allow
         except _ClientGone:
             return
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        headers: list[tuple[bytes, bytes]] = []
         if allow is not None:
             # RFC 9110 15.5.6: a 405 names the methods the resource accepts.
             headers.append((b"allow", allow.encode("latin-1")))
@@ -107,6 +107,12 @@ class HttpTransport:
                 for key, value in response.raw_headers
                 if key not in (b"content-type", b"content-length")
             )
+        if status < 200 or status in (204, 304):
+            # These statuses have no body (RFC 9110 15.3.5, 15.4.5); sending one anyway
+            # would corrupt the next response on a keep-alive connection.
+            body = b""
+        else:
+            headers[:0] = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         if ctx is not None and ctx.background is not None:
