@@ -182,3 +182,16 @@ def test_services_port_litestar(live_server: Serve) -> None:
             headers={"X-Role": "staff"},
         )
     assert response.json() == {"jsonrpc": "2.0", "id": 1, "result": order}
+
+
+async def test_services_streams() -> None:
+    example = load("services_streams")
+    seen: list[bool] = []
+    async for row in example.api.stream_call("exports.rows", {"limit": 2}):
+        seen.append(example.CURSORS[-1].open)
+        assert row.startswith("row ")
+    assert seen == [True, True]
+    assert example.CURSORS[-1].open is False
+    assert await example.main() == ["row 0", "row 1", "row 2"]
+    assert len(example.CURSORS) == 2
+    assert not any(cursor.open for cursor in example.CURSORS)
