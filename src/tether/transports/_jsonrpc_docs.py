@@ -89,11 +89,16 @@ def documentation_routes(path: str, openrpc_path: str) -> list[DocumentationRout
             description=_DESCRIPTION.format(openrpc=openrpc_path),
             tags=["JSON-RPC"],
             response_model=JsonRpcResponse | list[JsonRpcResponse],
+            # One "4XX" entry: it also keeps FastAPI from documenting a 422 that JSON-RPC
+            # never answers (invalid params are a -32602 error with HTTP 200).
             responses={
                 204: {"description": "Only notifications: nothing to answer."},
-                405: {"model": JsonRpcErrorResponse, "description": "Not a POST."},
-                413: {"model": JsonRpcErrorResponse, "description": "The body is too large."},
-                415: {"model": JsonRpcErrorResponse, "description": "The body is not JSON."},
+                "4XX": {
+                    "model": JsonRpcErrorResponse,
+                    "description": "An HTTP-level problem, with a JSON-RPC error body: 413 the"
+                    " body is too large, 415 it is not declared as JSON, 405 not a POST, 400 an"
+                    " invalid Content-Length.",
+                },
             },
         ),
         DocumentationRoute(
