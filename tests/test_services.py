@@ -893,3 +893,33 @@ async def test_a_generic_base_service_is_parametrized_by_its_subclass() -> None:
     app = mounted(api)
     body = app.openapi()["components"]["schemas"]["PetsCreateParams"]
     assert body["properties"]["data"] == {"$ref": "#/components/schemas/Pet"}
+
+
+def test_an_excluded_operation_stays_excluded_in_subclasses() -> None:
+    # A read-only base removes `delete`; services built on it must not get it back.
+    class Base(Service, abstract=True):
+        @query
+        async def get(self) -> int:
+            return 1
+
+        @command
+        async def delete(self) -> None:
+            return None
+
+    class ReadOnly(Base, abstract=True, exclude=["delete"]):
+        pass
+
+    class Notes(ReadOnly, name="notes"):
+        pass
+
+    class Again(ReadOnly, name="again"):
+        @command
+        async def delete(self) -> None:  # re-declared on purpose: an operation again
+            return None
+
+    assert set(ReadOnly.__tether_service__.methods) == {"get"}
+    assert set(Notes.__tether_service__.methods) == {"get"}
+    assert set(Again.__tether_service__.methods) == {"get", "delete"}
+    api = Tether()
+    api.include(Notes)
+    assert "notes.delete" not in api
