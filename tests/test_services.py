@@ -923,3 +923,44 @@ def test_an_excluded_operation_stays_excluded_in_subclasses() -> None:
     api = Tether()
     api.include(Notes)
     assert "notes.delete" not in api
+
+
+async def test_combining_two_services_keeps_the_guards_and_auth_of_both() -> None:
+    # `Both(Orders, Payments)` includes the operations of both bases; the guard and the
+    # auth policy of the second base must not be dropped silently. (Refusing the
+    # combination with a ConfigurationError at class creation would be safe too.)
+    ran: list[str] = []
+
+    def orders_guard() -> None:
+        ran.append("orders")
+
+    def payments_guard() -> None:
+        ran.append("payments")
+
+    def current_user() -> None:
+        return None
+
+    class Orders(Service, abstract=True, guards=[orders_guard], tags=["orders"]):
+        @query
+        async def order(self) -> int:
+            return 1
+
+    class Payments(Service, abstract=True, guards=[payments_guard], auth=True, tags=["pay"]):
+        @query
+        async def payment(self) -> int:
+            return 2
+
+    try:
+
+        class Both(Orders, Payments, name="both"):
+            pass
+
+    except ConfigurationError:
+        return
+    api = Tether(user=Depends(current_user))
+    api.include(Both)
+    with pytest.raises(TetherError) as caught:
+        await api.call("both.payment")
+    assert caught.value.code == "UNAUTHORIZED"
+    assert "payments" in ran
+    assert "pay" in api.get("both.payment").tags
