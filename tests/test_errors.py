@@ -249,3 +249,19 @@ def test_unserializable_details_are_left_out_and_logged(caplog: pytest.LogCaptur
         assert error.to_dict() == {"code": "CONFLICT", "message": "taken", "details": None}
     assert len(caplog.records) == 1
     assert "Conflict('taken')" in caplog.records[0].getMessage()
+
+
+def test_headers_travel_with_the_error() -> None:
+    assert NotFound().headers == {}
+    error = Unauthorized(headers={"WWW-Authenticate": "Bearer"})
+    assert error.headers == {"WWW-Authenticate": "Bearer"}
+    # Headers are not part of the envelope.
+    assert error.to_dict() == {
+        "code": "UNAUTHORIZED",
+        "message": "Authentication required",
+        "details": None,
+    }
+    mapped = error_for_status(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
+    assert type(mapped) is Unauthorized
+    assert mapped.headers == {"WWW-Authenticate": "Bearer"}
+    assert error_for_status(503, headers={"Retry-After": "1"}).headers == {}

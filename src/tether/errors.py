@@ -74,11 +74,19 @@ class TetherError(Exception):
     details_model: ClassVar[Any] = None
     """Optional type of `details`; when set, details are validated against it."""
 
-    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.detail_message = message if message is not None else type(self).message
         if details is not None and self.details_model is not None:
             details = _adapter(self.details_model).validate_python(details)
         self.details = details
+        self.headers: dict[str, str] = dict(headers) if headers else {}
+        """HTTP headers sent with the error over HTTP, such as `WWW-Authenticate` on a 401."""
         super().__init__(self.detail_message)
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,8 +268,17 @@ def error_for_code(code: str) -> type[TetherError] | None:
 _status_classes: dict[int, type[TetherError]] = {}
 
 
-def error_for_status(status: int, message: str | None = None, details: Any = None) -> TetherError:
-    """Map an HTTP status (from a FastAPI `HTTPException`) to the matching tether error."""
+def error_for_status(
+    status: int,
+    message: str | None = None,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> TetherError:
+    """Map an HTTP status (from a FastAPI `HTTPException`) to the matching tether error.
+
+    `headers` (the exception's, such as `WWW-Authenticate`) travel with the error; a 5xx
+    keeps none of it.
+    """
     cls = _BY_STATUS.get(status)
     if cls is None and status < 500:
         cls = _status_classes.get(status)
@@ -279,7 +296,7 @@ def error_for_status(status: int, message: str | None = None, details: Any = Non
             )
     if cls is None or cls is InternalError:
         return InternalError()
-    return cls(message, details=details)
+    return cls(message, details=details, headers=headers)
 
 
 class ErrorBody(BaseModel):

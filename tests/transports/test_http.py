@@ -10,7 +10,15 @@ from pydantic import BaseModel, Field
 from starlette.types import Message
 
 from tests._core_helpers import asgi_client, mounted
-from tether import BadRequest, Conflict, NotFound, PayloadTooLarge, Tether, TetherError
+from tether import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    Tether,
+    TetherError,
+    Unauthorized,
+)
 from tether.transports import HttpTransport, default_transports
 from tether.transports._body import (
     MAX_DEPTH,
@@ -909,3 +917,38 @@ async def test_statuses_without_a_body(status: int) -> None:
     assert "content-length" not in response.headers
     assert "content-type" not in response.headers
     assert response.headers["x-kept"] == "1"
+
+
+async def test_error_headers_are_sent() -> None:
+    api = Tether()
+
+    @api.query
+    def guarded() -> None:
+        raise Unauthorized(
+            headers={"WWW-Authenticate": 'Bearer realm="api"', "Content-Length": "1"}
+        )
+
+    app = mounted(api)
+    async with asgi_client(app) as client:
+        response = await client.get("/api/call/guarded")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+    assert response.headers.get_list("content-length") == [str(len(response.content))]
+    assert response.json()["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_http_exception_headers_reach_the_client() -> None:
+    # RFC 9110 11.6.1: a 401 carries WWW-Authenticate; FastAPI's OAuth2PasswordBearer
+    # raises HTTPException(401, headers={"WWW-Authenticate": "Bearer"}).
+    oauth2 = OAuth2PasswordBearer(tokenUrl="token")
+    api = Tether()
+
+    @api.query
+    def me(token: str = Depends(oauth2)) -> str:
+        return token
+
+    app = mounted(api)
+    async with asgi_client(app) as client:
+        response = await client.get("/api/call/me")
+    assert response.status_code == 401
+    assert response.headers.get("www-authenticate") == "Bearer"

@@ -8,6 +8,7 @@ that FastAPI's OpenAPI and Swagger UI show it as a real endpoint.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -81,6 +82,7 @@ class HttpTransport:
         assert api is not None
         ctx: CallContext | None = None
         allow: str | None = None
+        error_headers: Mapping[str, str] = {}
         try:
             try:
                 payload, ctx = await self._handle(api, scope, receive)
@@ -91,9 +93,14 @@ class HttpTransport:
                 body = encode_error(error)
                 if isinstance(error, _WrongMethod):
                     allow = error.allow
+                error_headers = error.headers
         except _ClientGone:
             return
-        headers: list[tuple[bytes, bytes]] = []
+        headers: list[tuple[bytes, bytes]] = [
+            (key.lower().encode("latin-1"), value.encode("latin-1"))
+            for key, value in error_headers.items()
+            if key.lower() not in ("content-type", "content-length")
+        ]
         if allow is not None:
             # RFC 9110 15.5.6: a 405 names the methods the resource accepts.
             headers.append((b"allow", allow.encode("latin-1")))
