@@ -501,6 +501,18 @@ def test_jsonrpc_single_call_of_a_service_method(live_server: Serve) -> None:
     assert example.log.count("db open") == example.log.count("db close") == 2
 
 
+def test_openrpc_lists_service_methods_with_their_own_params_only(live_server: Serve) -> None:
+    example = build_issue_example()
+    server = live_server(example.app)
+    response = rpc(server, {"jsonrpc": "2.0", "id": 1, "method": "rpc.discover"})
+    methods = {m["name"]: m for m in response.json()["result"]["methods"]}
+    assert {"users.get", "admin_users.purge", "users.history"} <= set(methods)
+    assert [p["name"] for p in methods["users.get"]["params"]] == ["id"]
+    assert [p["name"] for p in methods["users.search"]["params"]] == ["q", "limit"]
+    assert methods["users.get"]["result"]["schema"] == {"$ref": "#/components/schemas/User"}
+    assert '"self"' not in response.text
+
+
 def test_jsonrpc_batch_runs_one_instance_per_item_and_closes_each_yield_dependency(
     live_server: Serve,
 ) -> None:
