@@ -987,3 +987,24 @@ def http_scope(app: FastAPI, headers: list[tuple[bytes, bytes]]) -> dict[str, An
         "client": ("127.0.0.1", 1),
         "server": ("test", 80),
     }
+
+
+async def test_a_stream_operation_is_listed_but_not_callable_over_http_jsonrpc() -> None:
+    api = Tether()
+
+    @api.stream
+    async def ticks(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    async with client_for(mounted(api)) as client:
+        body = answer(await post(client, request("ticks", [2])))
+        document = (await client.get("/api/openrpc.json")).json()
+    assert body["error"]["code"] == -32000
+    assert body["error"]["data"] == {
+        "code": "BAD_REQUEST",
+        "details": {"operation": "ticks", "kind": "stream"},
+    }
+    (method,) = document["methods"]
+    assert method["x-tether"]["kind"] == "stream"
+    assert method["params"][0]["name"] == "n"
