@@ -6,6 +6,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 import tether
+from tests._core_helpers import TRANSPORTS, call_over, mounted
+from tether import Tether
 from tether.errors import (
     BUILTIN_ERRORS,
     BadRequest,
@@ -265,3 +267,23 @@ def test_headers_travel_with_the_error() -> None:
     assert type(mapped) is Unauthorized
     assert mapped.headers == {"WWW-Authenticate": "Bearer"}
     assert error_for_status(503, headers={"Retry-After": "1"}).headers == {}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("cls", [*BUILTIN_ERRORS, OutOfStock])
+async def test_each_error_leaves_every_path_as_the_same_envelope(
+    transport: str, cls: type[TetherError]
+) -> None:
+    details: Any = {"sku": "A", "left": 0} if cls is OutOfStock else {"k": 1}
+    if cls is ValidationFailed:
+        details = [{"loc": ["x"], "msg": "bad", "type": "value_error"}]
+    api = Tether()
+
+    @api.command
+    async def fail() -> None:
+        raise cls("custom message", details=details)
+
+    mounted(api)
+    status, body = await call_over(transport, api, "fail")
+    assert status == cls.status
+    assert body == {"error": {"code": cls.code, "message": "custom message", "details": details}}
