@@ -964,3 +964,33 @@ async def test_combining_two_services_keeps_the_guards_and_auth_of_both() -> Non
     assert caught.value.code == "UNAUTHORIZED"
     assert "payments" in ran
     assert "pay" in api.get("both.payment").tags
+
+
+async def test_an_init_override_behaves_the_same_in_unit_tests_and_in_calls() -> None:
+    # A service that sets per-instance state in __init__ works when built directly
+    # (Service(...) runs __init__) and must not fail with AttributeError when called
+    # through the api. (Refusing __init__ overrides at class creation would be
+    # consistent too.)
+    def get_prefix() -> str:
+        return "n="
+
+    try:
+
+        class Counter(Service, name="counter"):
+            prefix: Annotated[str, Depends(get_prefix)]
+
+            def __init__(self, **dependencies: Any) -> None:
+                super().__init__(**dependencies)
+                self.seen: list[int] = []
+
+            @query
+            async def count(self, n: int) -> str:
+                self.seen.append(n)
+                return f"{self.prefix}{len(self.seen)}"
+
+    except ConfigurationError:
+        return
+    assert await Counter(prefix="x").count(1) == "x1"
+    api = Tether()
+    api.include(Counter)
+    assert await api.call("counter.count", {"n": 1}) == "n=1"
