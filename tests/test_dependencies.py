@@ -444,6 +444,7 @@ async def test_per_batch_and_per_connection_act_as_depends_for_single_calls(
 
     mounted(api)
     assert await call_over(transport, api, "op") == (200, {"result": "ab"})
+    assert runs == ["a", "b"]
     plan = api.get("op").plan
     assert plan is not None
     assert [type(d) for d in plan.batch_scoped] == [BatchScoped]

@@ -1,4 +1,8 @@
+import importlib
 import inspect
+import pkgutil
+
+import pytest
 
 import tether
 
@@ -49,3 +53,27 @@ def test_public_names_come_from_tether_modules() -> None:
     for name in tether.__all__:
         module = getattr(getattr(tether, name), "__module__", "")
         assert module.startswith("tether."), (name, module)
+
+
+def public_modules() -> list[str]:
+    return [
+        info.name
+        for info in pkgutil.walk_packages(tether.__path__, "tether.")
+        if not any(part.startswith("_") for part in info.name.split("."))
+    ]
+
+
+def test_public_modules_are_found() -> None:
+    modules = public_modules()
+    for name in ("tether.errors", "tether.operation", "tether.transports.http"):
+        assert name in modules
+
+
+@pytest.mark.parametrize("name", public_modules())
+def test_every_public_module_declares_its_names(name: str) -> None:
+    module = importlib.import_module(name)
+    names = getattr(module, "__all__", None)
+    assert isinstance(names, tuple), f"{name} has no __all__ tuple"
+    assert len(set(names)) == len(names)
+    for attribute in names:
+        assert hasattr(module, attribute), f"{name}.__all__ names missing {attribute!r}"
