@@ -40,7 +40,10 @@ class AuditLog:
 USERS = {1: "ada", 2: "grace"}
 ENTRIES: list[Entry] = []
 SESSIONS: list[Session] = []
-TOKENS = {"alice-token": {"name": "alice", "is_staff": True}, "bob-token": {"name": "bob"}}
+TOKENS: dict[str, dict[str, Any]] = {
+    "alice-token": {"name": "alice", "is_staff": True},
+    "bob-token": {"name": "bob"},
+}
 
 
 async def get_db() -> AsyncIterator[Session]:
