@@ -278,3 +278,35 @@ async def test_operations_without_auth_do_not_resolve_the_user(transport: str) -
     mounted(api)
     assert await call_over(transport, api, "public") == (200, {"result": "hi"})
     assert runs == []
+
+
+@per_transport
+async def test_params_cannot_inject_the_user_or_a_dependency(transport: str) -> None:
+    def get_db() -> str:
+        return "real"
+
+    api = Tether(user=Depends(current_user))
+
+    @api.command(auth="superuser")
+    def drop(table: str, db: str = Depends(get_db)) -> str:
+        return f"{db}:{table}"
+
+    mounted(api)
+    for injected in (
+        {"__tether_user__": {"name": "x", "is_superuser": True}},
+        {"user": {"name": "x", "is_superuser": True}},
+        {"db": "fake"},
+    ):
+        status, body = await call_over(transport, api, "drop", {"table": "t", **injected})
+        assert status == 401, injected
+    status, body = await call_over(
+        transport, api, "drop", {"table": "t", "db": "fake"}, headers=bearer("root")
+    )
+    assert status == 422
+    assert body["error"]["details"] == [
+        {"loc": ["db"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+    ]
+    assert await call_over(transport, api, "drop", {"table": "t"}, headers=bearer("root")) == (
+        200,
+        {"result": "real:t"},
+    )

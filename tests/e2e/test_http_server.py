@@ -411,3 +411,19 @@ def test_a_bodiless_status_sends_no_body_and_keep_alive_survives(
         sock.sendall(request_bytes("/api/call/add", b'{"a": 3}'))
         status, _, body = read_response(sock)
         assert (status, json.loads(body)) == (200, {"result": 3})
+
+
+def test_413_answers_expect_100_continue_without_inviting_the_body(
+    server: tuple[LiveServer, World],
+) -> None:
+    live, _ = server
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /api/call/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 5000000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        # The server never asks for the body: the first thing it says is the 413.
+        status, _, body = read_response(sock)
+    assert status == 413
+    assert json.loads(body)["error"]["details"] == {"limit": LIMIT}
