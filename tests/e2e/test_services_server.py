@@ -541,6 +541,23 @@ def test_jsonrpc_batch_runs_one_instance_per_item_and_closes_each_yield_dependen
     assert example.log.count("db rollback NotFound") == 1
 
 
+def test_jsonrpc_batches_and_notifications_keep_the_connection_alive(live_server: Serve) -> None:
+    # Each item's yield dependency exits in the task that entered it; otherwise AnyIO
+    # raises "cancel scope in a different task" and uvicorn drops the keep-alive connection.
+    example = build_issue_example()
+    server = live_server(example.app)
+    batch = [{"jsonrpc": "2.0", "id": n, "method": "users.get", "params": [1]} for n in range(3)]
+    notification = {"jsonrpc": "2.0", "method": "users.get", "params": [1]}
+    addresses = set()
+    with httpx.Client(base_url=server.url, headers=headers()) as client:
+        for message in (batch, notification, batch, notification):
+            response = client.post("/api/jsonrpc", json=message)
+            assert response.status_code in (200, 204)
+            addresses.add(response.extensions["network_stream"].get_extra_info("client_addr"))
+    assert len(addresses) == 1
+    assert example.log.count("db open") == example.log.count("db close") == 8
+
+
 def test_jsonrpc_notification_closes_its_yield_dependency(live_server: Serve) -> None:
     example = build_issue_example()
     server = live_server(example.app)
