@@ -1,7 +1,7 @@
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI, Header
+from fastapi import BackgroundTasks, Depends, FastAPI, Header
 
 from tests import _future_annotations_ops, _plain_annotations_ops
 from tests._core_helpers import asgi_client, mounted
@@ -332,3 +332,23 @@ async def test_register_a_bound_method() -> None:
         assert (await client.get("/api/call/shifted?id=2")).json() == {"result": 7}
         doc = (await client.get("/openapi.json")).json()
     assert "self" not in doc["components"]["schemas"]["ShiftedParams"]["properties"]
+
+
+async def test_a_failing_background_task_does_not_fail_an_in_process_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Over HTTP the client already has its 200 when a background task fails; an
+    # in-process call reports the same outcome (its docstring: it raises only TetherError).
+    def broken_task() -> None:
+        raise ValueError("task failed")
+
+    api = Tether()
+
+    @api.command
+    def schedule(tasks: BackgroundTasks) -> int:
+        tasks.add_task(broken_task)
+        return 1
+
+    with caplog.at_level("ERROR", logger="tether"):
+        assert await api.call("schedule") == 1
+    assert len(caplog.records) == 1
