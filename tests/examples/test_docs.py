@@ -1,8 +1,8 @@
 """The docs cannot drift from the code they show.
 
 - Every ```python block in docs/*.md (and README.md) whose first line is
-  `# file: examples/docs/<name>.py` equals that file, byte for byte. The files are run by
-  tests/examples/test_docs_examples.py.
+  `# file: examples/docs/<name>.py` equals that file, byte for byte. Every such file is shown
+  by a page and loaded by a test (the core pages' files by tests/examples/test_docs_examples.py).
 - The pages owned by the core docs show no Python that is not such a file.
 - docs/errors.md holds the exact table of tether.errors.BUILTIN_ERRORS.
 """
@@ -85,18 +85,28 @@ def test_core_pages_show_only_tested_python(page: str) -> None:
     assert untested == [], f"{page}: python blocks without a `# file: examples/docs/...` line"
 
 
-def test_every_example_is_shown_and_tested() -> None:
+def example_files() -> set[str]:
+    return {f"examples/docs/{p.name}" for p in EXAMPLES.glob("*.py") if p.name != "__init__.py"}
+
+
+def test_every_example_is_shown() -> None:
     shown = {
         path
         for page in PAGES
         for block in python_blocks(page)
         if (path := included_file(block)) is not None
     }
-    files = {f"examples/docs/{p.name}" for p in EXAMPLES.glob("*.py") if p.name != "__init__.py"}
-    assert files - shown == set(), "example files no page shows"
-    tests = (Path(__file__).parent / "test_docs_examples.py").read_text(encoding="utf-8")
-    untested = {f for f in files if f'load("{Path(f).stem}")' not in tests}
-    assert untested == set(), "example files no test in test_docs_examples.py loads"
+    assert example_files() - shown == set(), "example files that no page shows"
+
+
+def test_every_example_is_tested() -> None:
+    tests = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").rglob("*.py"))
+    untested = {
+        f
+        for f in example_files()
+        if f'"{Path(f).stem}"' not in tests and f"examples.docs.{Path(f).stem}" not in tests
+    }
+    assert untested == set(), "example files that no test under tests/ loads or imports"
 
 
 def test_every_example_names_its_own_file() -> None:
