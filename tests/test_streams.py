@@ -13,6 +13,7 @@ import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI, Header
 from pydantic import BaseModel
 
+from tests.examples.test_docs_examples import load
 from tether import (
     BadRequest,
     ConfigurationError,
@@ -310,3 +311,31 @@ class TestRegistration:
         assert api.get("models").output_type is Tick
         assert api.get("models").encoder.to_json(Tick(n=3)) == b'{"n":3}'
         assert api.get("counting").is_async is False
+
+
+class TestDocsExamples:
+    async def test_streams_1(self) -> None:
+        module = load("streams_1")
+        api: Tether = module.api
+        assert await collect(api, "ticks", {"n": 3}) == [1, 2, 3]
+        assert await collect(api, "lines", {"text": "a\nb"}) == ["a", "b"]
+        assert await collect(api, "export", {"total": 2}) == [
+            module.Progress(done=1, total=2),
+            module.Progress(done=2, total=2),
+        ]
+        assert module.LOG == ["cursor opened", "cursor closed"]
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(module.app), base_url="http://test"
+        ) as client:
+            response = await client.get("/api/stream/export", params={"total": 1})
+        assert response.text == (
+            'id: 1\nevent: data\ndata: {"done":1,"total":1}\n\nevent: end\ndata: null\n\n'
+        )
+
+    async def test_streams_2(self) -> None:
+        module = load("streams_2")
+        assert await module.all_ticks() == [1, 2, 3]
+        assert await module.first_ticks(2) == [1, 2]
+        received = await module.ticks_for(0.1)
+        assert 1 <= len(received) < 50
+        assert received == list(range(1, len(received) + 1))

@@ -13,6 +13,7 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from tests.conftest import LiveServer
+from tests.examples.test_docs_examples import load
 from tests.transports.test_sse import parse_events
 from tether import NotFound, Tether
 from tether.transports import HttpTransport
@@ -236,3 +237,22 @@ def test_uvicorn_server_is_found_once_per_loop(live_server: Callable[..., LiveSe
         assert client.post("/api/call/lookup").json() == {"result": True}
     assert found == [server.server, server.server]
     assert not world.closed.is_set()
+
+
+def test_docs_example_cursor_closes_when_the_client_leaves(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    module = load("streams_1")
+    server = live_server(module.app)
+    with (
+        httpx.Client(base_url=server.url) as client,
+        client.stream("GET", "/api/stream/export", params={"total": 100000, "ms": 20}) as response,
+    ):
+        assert read_until_data(response.iter_lines(), 2) == [
+            '{"done":1,"total":100000}',
+            '{"done":2,"total":100000}',
+        ]
+    deadline = time.monotonic() + 1.0
+    while "cursor closed" not in module.LOG and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert module.LOG == ["cursor opened", "cursor saw StreamAborted", "cursor closed"]

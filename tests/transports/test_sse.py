@@ -14,6 +14,7 @@ from fastapi import BackgroundTasks, Depends, FastAPI, Header, Response
 from pydantic import BaseModel
 from starlette.types import Message
 
+from tests.examples.test_docs_examples import load
 from tether import NotFound, Tether
 from tether.transports import HttpTransport
 from tether.transports.sse import SseTransport, StreamAborted, error_event
@@ -542,3 +543,61 @@ class TestOpenApi:
 
             assert "/api/stream/late" in (await client.get("/openapi.json")).json()["paths"]
             assert data(await client.get("/api/stream/late")) == ["1"]
+
+
+async def read_into(received: list[Any], items: AsyncIterator[Any]) -> None:
+    async for item in items:
+        received.append(item)
+
+
+class TestDocsExamples:
+    async def test_sse_1(self) -> None:
+        module = load("sse_1")
+        (route,) = [
+            r for r in module.app.router.routes if getattr(r, "path", "") == "/api/stream/{name}"
+        ]
+        assert isinstance(route.app, SseTransport)
+        assert route.app.heartbeat == 5
+        async with client_for(module.app) as client:
+            response = await client.get("/api/stream/ticks", params={"n": 2})
+            assert response.text == (
+                "id: 1\nevent: data\ndata: 1\n\nid: 2\nevent: data\ndata: 2\n\n"
+                "event: end\ndata: null\n\n"
+            )
+            pages = await client.post("/api/stream/pages", json={"of": "docs"})
+            assert pages.text == (
+                'id: 1\nevent: data\ndata: ["docs-1","docs-2"]\n\n'
+                "event: error\ndata: "
+                '{"error":{"code":"NOT_FOUND","message":"no more pages of docs",'
+                '"details":{"of":"docs"}}}\n\n'
+            )
+            invalid = await client.get("/api/stream/ticks", params={"n": "many"})
+            assert invalid.status_code == 422
+            assert invalid.text.startswith('event: error\ndata: {"error":{"code":"VALIDATION_')
+            assert (await client.post("/api/call/ticks", json={"n": 1})).status_code == 400
+
+    async def test_sse_2(self) -> None:
+        client_module = load("sse_2")
+        app_module = load("sse_1")
+        async with client_for(app_module.app) as client:
+            items = [i async for i in client_module.read_stream(client, "ticks", n=3)]
+            assert items == [1, 2, 3]
+            received: list[Any] = []
+            with pytest.raises(RuntimeError, match="NOT_FOUND: no more pages of x"):
+                await read_into(received, client_module.read_stream(client, "pages", of="x"))
+            assert received == [["x-1", "x-2"]]
+
+    async def test_sse_2_interrupted_stream(self) -> None:
+        client_module = load("sse_2")
+        truncated = b": ping\n\nid: 1\nevent: data\ndata: 1\n\n"
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, content=truncated)
+
+        async with httpx.AsyncClient(
+            transport=httpx.MockTransport(handler), base_url="http://test"
+        ) as client:
+            received: list[Any] = []
+            with pytest.raises(RuntimeError, match="interrupted"):
+                await read_into(received, client_module.read_stream(client, "ticks", n=3))
+        assert received == [1]
