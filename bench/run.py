@@ -488,7 +488,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=100, help="wrk connections")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s: a smoke run")
     parser.add_argument("--save", action="store_true", help="also write results/<date>.json")
+    parser.add_argument(
+        "--markdown", type=Path, help="print a saved results file as docs/bench.md tables; exit"
+    )
     args = parser.parse_args()
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     if args.quick:
         args.duration, args.rounds = 2.0, 1
 
@@ -619,6 +625,58 @@ def main() -> int:
     print(f"\nwrote {', '.join(written)} ({report['elapsed_s']} s)")
     # The harness worked if the two baseline HTTP scenarios ran; misses are findings.
     return 0 if by_key["http_tether"].ran and by_key["http_fastapi"].ran else 1
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The figures of a results file as the Markdown tables docs/bench.md shows."""
+
+    def clean(rounds: list[dict[str, Any]]) -> int:
+        return sum(
+            max(r["other_load_on_server_core"], r["other_load_on_client_core"]) <= CONTENDED
+            for r in rounds
+        )
+
+    def number(value: float | None, digits: int = 0) -> str:
+        return "-" if value is None else f"{value:,.{digits}f}"
+
+    lines = [
+        "| scenario | req/s | calls/s | server CPU µs/req | µs/call | p50 ms | p99 ms | uncontended rounds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in report["scenarios"].values():
+        if s["status"] != "ok":
+            lines.append(f"| {s['title']} | {s['status']} | | | | | | |")
+            continue
+        lines.append(
+            f"| {s['title']} | {number(s['requests_per_s'])} | {number(s['calls_per_s'])} "
+            f"| {number(s['server_cpu_us_per_request'], 1)} "
+            f"| {number(s['server_cpu_us_per_call'], 2)} "
+            f"| {number(s['latency_p50_us'] / 1000, 2)} | {number(s['latency_p99_us'] / 1000, 2)} "
+            f"| {clean(s['rounds'])} of {len(s['rounds'])} |"
+        )
+    inprocess = report.get("inprocess")
+    if inprocess is not None:
+        lines += [
+            "",
+            f"In-process: `await add(...)` {inprocess['median_direct_us']:.2f} µs, "
+            f'`await api.call("add", ...)` {inprocess["median_api_call_us"]:.2f} µs: '
+            f"**{inprocess['median_overhead_us']:.2f} µs** overhead per call "
+            f"({inprocess['loop']}).",
+        ]
+    lines += [
+        "",
+        "| issue | figure | target | measured | by CPU | verdict |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for t in report["targets"]:
+        unit = " µs" if t["unit"] == "us" else t["unit"]
+        measured = "-" if t["measured"] is None else f"{t['measured']:.2f}{unit}"
+        by_cpu = "-" if t["by_cpu"] is None else f"{t['by_cpu']:.2f}{unit}"
+        verdict = t["verdict"] + (f" ({t['note']})" if t["note"] else "")
+        lines.append(
+            f"| {t['issue']} | {t['name']} | {t['target']} | {measured} | {by_cpu} | {verdict} |"
+        )
+    return "\n".join(lines)
 
 
 def print_report(
