@@ -1008,3 +1008,35 @@ async def test_a_stream_operation_is_listed_but_not_callable_over_http_jsonrpc()
     (method,) = document["methods"]
     assert method["x-tether"]["kind"] == "stream"
     assert method["params"][0]["name"] == "n"
+
+
+def test_the_endpoint_is_tried_before_any_documentation_route() -> None:
+    from tether.schema.openapi import DocumentationRoute
+
+    api = Tether()
+    for index in range(50):
+
+        async def op() -> int:
+            return 1
+
+        api.query(name=f"op{index}")(op)
+    app = mounted(api)
+    paths = [getattr(route, "path", None) for route in app.router.routes]
+    first_doc = next(
+        i for i, route in enumerate(app.router.routes) if isinstance(route, DocumentationRoute)
+    )
+    assert paths.index("/api/jsonrpc") < first_doc
+    assert paths.index("/api/openrpc.json") < first_doc
+
+
+async def test_operations_added_after_mounting_are_callable() -> None:
+    api = Tether()
+    app = mounted(api)
+
+    @api.query
+    async def late(x: int) -> int:
+        return x * 2
+
+    async with client_for(app) as client:
+        body = answer(await post(client, [request("late", [21], 1)]))
+    assert body == [{"jsonrpc": "2.0", "id": 1, "result": 42}]

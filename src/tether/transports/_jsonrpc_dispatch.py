@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import orjson
 from fastapi import params as fastapi_params
 
@@ -70,6 +71,7 @@ ContextFactory = Callable[[], "CallContext"]
 
 _HEAD = b'{"jsonrpc":"2.0","id":'
 _NO_DATA: Any = object()
+_ABSENT: Any = object()
 _SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
 
 
@@ -189,6 +191,8 @@ class JsonRpcDispatcher:
                     f"batch_dependencies= takes Depends(...) objects, not {dependency!r}"
                 )
         self.api = api
+        # The registry's own dict, by reference: operations added later are found too.
+        self._operations = api.operations
         self.max_batch_size = max_batch_size
         self.max_concurrency = max_concurrency
         self.batch_dependencies = tuple(batch_dependencies)
@@ -300,17 +304,32 @@ class JsonRpcDispatcher:
             index, call = calls[0]
             results[index] = await self._run(call, make_context(), seed, reply)
             return
-        pending = iter(calls)
+        count = len(calls)
+        taken = 0
 
         async def worker() -> None:
-            # Workers share one iterator: at most `max_concurrency` items run at once,
-            # and each item's exit stacks live and die inside the worker's task.
-            for index, call in pending:
+            # Workers take items in order; each item runs start to end in its worker's task,
+            # so its exit stacks are entered and closed in one task.
+            nonlocal taken
+            while taken < count:
+                index, call = calls[taken]
+                taken += 1
                 results[index] = await self._run(call, make_context(), seed, reply)
 
+        limit = min(self.max_concurrency, count)
         async with anyio.create_task_group() as group:
-            for _ in range(min(self.max_concurrency, len(calls))):
+            group.start_soon(worker)
+            workers = 1
+            # Fan out only while items wait. After a scheduling round, items not yet taken
+            # mean every worker is suspended inside one (I/O, a thread, a sleep): start
+            # another, up to the bound. Items that never suspend all run in the first
+            # worker, without a task each.
+            while workers < limit:
+                await anyio.lowlevel.checkpoint()
+                if taken >= count:
+                    break
                 group.start_soon(worker)
+                workers += 1
 
     async def _solve_shared(
         self,
@@ -329,30 +348,30 @@ class JsonRpcDispatcher:
         """Check one request object; return the error response, or None if nothing answers."""
         if type(message) is not dict:
             return _INVALID_REQUEST_NULL_ID
-        notification = "id" not in message
-        if notification:
+        get = message.get
+        id_value = get("id", _ABSENT)
+        if id_value is _ABSENT:
+            notification = True
             id_json = b"null"
         else:
-            id_value = message["id"]
-            if id_value is None:
-                id_json = b"null"
-            elif type(id_value) is str or type(id_value) is int:
+            notification = False
+            kind = type(id_value)
+            if kind is int or kind is str:
                 id_json = orjson.dumps(id_value)
+            elif id_value is None:
+                id_json = b"null"
             else:
                 # An object, array, boolean or fraction: the id itself is invalid.
                 return _INVALID_REQUEST_NULL_ID
-        if message.get("jsonrpc") != "2.0":
+        method = get("method")
+        if get("jsonrpc") != "2.0" or type(method) is not str:
             return _invalid_request(id_json)
-        method = message.get("method")
-        if type(method) is not str:
+        params = get("params", _ABSENT)
+        if params is _ABSENT:
+            params = None
+        elif type(params) is not dict and type(params) is not list:
             return _invalid_request(id_json)
-        params = message.get("params")
-        if params is not None:
-            if type(params) is not dict and type(params) is not list:
-                return _invalid_request(id_json)
-        elif "params" in message:
-            return _invalid_request(id_json)
-        op = self.api.operations.get(method)
+        op = self._operations.get(method)
         if op is None and method != DISCOVER_METHOD:
             if notification:
                 return None
@@ -368,11 +387,11 @@ class JsonRpcDispatcher:
     ) -> bytes | None:
         """Run one well-formed call; return its response (None for a notification)."""
         op = call.op
+        params = call.params
         try:
             if op is None:
-                result = self._discovery(call.params)
+                result = self._discovery(params)
             else:
-                params = call.params
                 if type(params) is list:
                     params = op.params_from_positional(params)
                 try:
@@ -380,7 +399,9 @@ class JsonRpcDispatcher:
                         ctx, op, params, encode=True, dependency_cache=dependency_cache
                     )
                 finally:
-                    reply._collect(ctx)
+                    if op.plan is not None:
+                        # Only dependencies leave background tasks or response headers.
+                        reply._collect(ctx)
         except TetherError as error:
             if call.notification:
                 return None

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..context import CallContext
 from ..errors import BadRequest, MethodNotAllowed, TetherError
+from ..schema.openapi import DocumentationRoute
 from ._body import parse_json, read_body, require_json_content_type
 from ._jsonrpc_dispatch import (
     DEFAULT_MAX_BATCH_SIZE,
@@ -84,16 +85,23 @@ class JsonRpcTransport:
             batch_dependencies=self.batch_dependencies,
             server_url=endpoint,
         )
-        app.router.routes.append(Route(endpoint, endpoint=self, include_in_schema=False))
-        app.router.routes.append(
+        routes = app.router.routes
+        # Before every documentation route: those never match, but Starlette tries each
+        # route in turn, and there are one or two per operation.
+        position = next(
+            (i for i, route in enumerate(routes) if isinstance(route, DocumentationRoute)),
+            len(routes),
+        )
+        routes[position:position] = [
+            Route(endpoint, endpoint=self, include_in_schema=False),
             Route(
                 f"{api.prefix}/openrpc.json",
                 endpoint=self._openrpc,
                 methods=["GET"],
                 include_in_schema=False,
-            )
-        )
-        app.router.routes.extend(documentation_routes(endpoint, f"{api.prefix}/openrpc.json"))
+            ),
+        ]
+        routes.extend(documentation_routes(endpoint, f"{api.prefix}/openrpc.json"))
         app.openapi_schema = None
 
     def operation_added(self, op: Operation) -> None:
