@@ -5,18 +5,20 @@ runs once (not once per anyio backend) and stays fast.
 """
 
 import json
+import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
 
 import httpx
+import pytest
 from fastapi import Depends, FastAPI, Header
 from fastapi.params import Depends as DependsMarker
 from starlette.requests import Request
 from websockets.sync.client import connect
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, serve
 from tests.services.issue_example import Session, build_issue_example, headers
 from tether import Forbidden, PerBatch, PerConnection, Service, Tether, command, query, stream
 from tether.transports.http import HttpTransport
@@ -26,8 +28,59 @@ from tether.transports.websocket import WebSocketTransport
 Serve = Callable[..., LiveServer]
 
 
+# Building an SSL context is most of what creating an httpx client costs (about 0.25 s on
+# a loaded machine); these plain-HTTP loopback clients share one.
+_SSL_CONTEXT = ssl.create_default_context()
+
+
+def http_client(**kwargs: Any) -> httpx.Client:
+    return httpx.Client(verify=_SSL_CONTEXT, **kwargs)
+
+
+class SwappableApp:
+    """An ASGI app that forwards to the app of the current test (one server per module)."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].removeprefix("lifespan.")
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        assert self.app is not None, "no app is being served"
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[tuple[LiveServer, SwappableApp]]:
+    swappable = SwappableApp()
+    with serve(swappable) as server:
+        yield server, swappable
+
+
+@pytest.fixture
+def live_server(shared_server: tuple[LiveServer, SwappableApp]) -> Iterator[Serve]:
+    """`live_server(app)` serves `app` on this module's real uvicorn server, for one test.
+
+    Starting and stopping uvicorn costs about 0.3 s; the tests here share one server and
+    swap the app each test serves (each test still builds its own app).
+    """
+    server, swappable = shared_server
+
+    def start(app: Any) -> LiveServer:
+        swappable.app = app
+        return server
+
+    yield start
+    swappable.app = None
+
+
 def post(server: LiveServer, name: str, params: dict[str, Any], **kwargs: Any) -> httpx.Response:
-    with httpx.Client(base_url=server.url) as client:
+    with http_client(base_url=server.url) as client:
         return client.post(f"/api/call/{name}", json=params, **kwargs)
 
 
@@ -50,7 +103,7 @@ def test_users_get_solves_class_dependencies_and_closes_the_yield_dependency(
 def test_yield_dependency_is_closed_per_call(live_server: Serve) -> None:
     example = build_issue_example()
     server = live_server(example.app)
-    with httpx.Client(base_url=server.url, headers=headers()) as client:
+    with http_client(base_url=server.url, headers=headers()) as client:
         for id in (1, 2, 1):
             assert client.post("/api/call/users.get", json={"id": id}).status_code == 200
     assert example.log.count("db open") == 3
@@ -474,7 +527,7 @@ def test_request_typed_class_attribute(live_server: Serve) -> None:
 
 
 def rpc(server: LiveServer, message: Any, **kwargs: Any) -> httpx.Response:
-    with httpx.Client(base_url=server.url) as client:
+    with http_client(base_url=server.url) as client:
         return client.post("/api/jsonrpc", json=message, **kwargs)
 
 
@@ -549,7 +602,7 @@ def test_jsonrpc_batches_and_notifications_keep_the_connection_alive(live_server
     batch = [{"jsonrpc": "2.0", "id": n, "method": "users.get", "params": [1]} for n in range(3)]
     notification = {"jsonrpc": "2.0", "method": "users.get", "params": [1]}
     addresses = set()
-    with httpx.Client(base_url=server.url, headers=headers()) as client:
+    with http_client(base_url=server.url, headers=headers()) as client:
         for message in (batch, notification, batch, notification):
             response = client.post("/api/jsonrpc", json=message)
             assert response.status_code in (200, 204)
@@ -718,7 +771,7 @@ def test_websocket_subscription_keeps_its_instance_and_session_until_the_stream_
 def test_sse_stream_method_keeps_its_yield_dependency_until_the_end(live_server: Serve) -> None:
     feed = Feed()
     server = live_server(feed.app)
-    with httpx.Client(base_url=server.url) as client:
+    with http_client(base_url=server.url) as client:
         response = client.get("/api/stream/feed.ticks", params={"count": 2})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")

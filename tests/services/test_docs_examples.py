@@ -6,6 +6,7 @@ and, where a transport is involved, serves its app on a real uvicorn server.
 
 import importlib.util
 import inspect
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,15 @@ from tests.conftest import LiveServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
 Serve = Callable[..., LiveServer]
+
+
+# Building an SSL context is most of what creating an httpx client costs (about 0.25 s on
+# a loaded machine); these plain-HTTP loopback clients share one.
+_SSL_CONTEXT = ssl.create_default_context()
+
+
+def http_client(**kwargs: Any) -> httpx.Client:
+    return httpx.Client(verify=_SSL_CONTEXT, **kwargs)
 
 
 def load(name: str) -> ModuleType:
@@ -33,7 +43,7 @@ def load(name: str) -> ModuleType:
 
 
 def client(server: LiveServer, **headers: str) -> httpx.Client:
-    return httpx.Client(base_url=f"{server.url}/api/call", headers=headers)
+    return http_client(base_url=f"{server.url}/api/call", headers=headers)
 
 
 def ok(response: httpx.Response) -> Any:
@@ -175,7 +185,7 @@ def test_services_port_litestar(live_server: Serve) -> None:
         assert error(http.post("/orders.get", json={"order_id": 5}), 404) == "NOT_FOUND"
     with client(server, **{"X-Role": "guest"}) as http:
         assert error(http.post("/orders.get", json={"order_id": 1}), 403) == "FORBIDDEN"
-    with httpx.Client(base_url=server.url) as http:
+    with http_client(base_url=server.url) as http:
         response = http.post(
             "/api/jsonrpc",
             json={"jsonrpc": "2.0", "id": 1, "method": "orders.get", "params": [1]},
