@@ -6,7 +6,7 @@ from typing import Annotated
 
 import anyio
 import httpx
-from fastapi import Depends, FastAPI, Header
+from fastapi import Depends, FastAPI, Header, Request
 
 from tests.conftest import LiveServer
 from tether import PerBatch, Tether, Unauthorized
@@ -114,3 +114,50 @@ def test_a_batch_level_auth_failure_answers_each_item(
         allowed = client.post("/api/jsonrpc", json=batch, headers={"authorization": "Bearer good"})
         assert [item["result"] for item in allowed.json()] == [1, 3]
     assert sorted(ran) == [1, 2, 3]
+
+
+def test_yield_dependencies_in_batches_and_notifications_keep_the_connection_alive(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    # The trap DESIGN.md names: an exit stack closed in another task than the one that
+    # entered it makes uvicorn drop the keep-alive connection after the reply.
+    resources = Resources()
+    pool = resources.factory("pool")
+    session = resources.factory("session")
+    api = Tether()
+
+    @api.command
+    async def touch(
+        n: int,
+        request: Request,
+        p: Annotated[str, PerBatch(pool)],
+        s: Annotated[str, Depends(session)],
+    ) -> int:
+        await anyio.sleep(0.005)
+        assert request.client is not None
+        return request.client.port
+
+    app = FastAPI()
+    api.mount(app)
+    server = live_server(app)
+    ports: set[int] = set()
+    with httpx.Client(base_url=server.url) as client:
+        for _ in range(3):
+            batch = [
+                {"jsonrpc": "2.0", "method": "touch", "params": [i], "id": i} for i in range(5)
+            ]
+            batch.append({"jsonrpc": "2.0", "method": "touch", "params": [9]})
+            response = client.post("/api/jsonrpc", json=batch)
+            ports.update(item["result"] for item in response.json())
+            notified = client.post(
+                "/api/jsonrpc", json={"jsonrpc": "2.0", "method": "touch", "params": [1]}
+            )
+            assert notified.status_code == 204
+            single = client.post(
+                "/api/jsonrpc", json={"jsonrpc": "2.0", "method": "touch", "params": [1], "id": 1}
+            )
+            ports.add(single.json()["result"])
+    # Every request travelled on the one connection: it was never dropped.
+    assert len(ports) == 1
+    assert sorted(resources.closed) == sorted(resources.opened)
+    assert len(resources.opened) == 3 * (1 + 6) + 3 * 2 + 3 * 2
