@@ -605,3 +605,21 @@ async def test_overrides_on_an_app_with_a_fastapi_route() -> None:
     async with asgi_client(app) as client:
         assert (await client.get("/plain")).json() == "fake"
         assert (await client.get("/api/call/which")).json() == {"result": "fake"}
+
+
+@per_transport
+async def test_overrides_apply_to_tether_level_dependencies(transport: str) -> None:
+    def require_key(x_key: Annotated[str | None, Header()] = None) -> None:
+        if x_key != "secret":
+            raise HTTPException(403, "bad key")
+
+    api = Tether(dependencies=[Depends(require_key)])
+
+    @api.query
+    def ping() -> str:
+        return "pong"
+
+    app = mounted(api)
+    assert (await call_over(transport, api, "ping"))[0] == 403
+    app.dependency_overrides[require_key] = lambda: None
+    assert await call_over(transport, api, "ping") == (200, {"result": "pong"})

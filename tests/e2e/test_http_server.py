@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI, Header, Response
@@ -427,3 +428,21 @@ def test_413_answers_expect_100_continue_without_inviting_the_body(
         status, _, body = read_response(sock)
     assert status == 413
     assert json.loads(body)["error"]["details"] == {"limit": LIMIT}
+
+
+async def test_concurrent_calls_each_close_their_own_dependencies(
+    server: tuple[LiveServer, World],
+) -> None:
+    live, world = server
+    async with httpx.AsyncClient(base_url=live.url) as client, anyio.create_task_group() as tg:
+        results: list[int] = []
+
+        async def one(fail: bool) -> None:
+            response = await client.post("/api/call/use_db", json={"fail": fail})
+            results.append(response.status_code)
+
+        for i in range(20):
+            tg.start_soon(one, i % 4 == 0)
+    assert sorted(results) == [200] * 15 + [404] * 5
+    assert world.events.count("open") == world.events.count("close") == 20
+    assert world.events.count("saw NotFound") == 5
