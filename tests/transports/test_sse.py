@@ -530,6 +530,16 @@ class TestOpenApi:
         # tether never answers FastAPI's own 422 shape.
         assert "HTTPValidationError" not in str(document)
 
+    async def test_streams_are_not_documented_as_calls(self) -> None:
+        """A stream answers 400 at {prefix}/call/{name}; OpenAPI only shows its SSE routes."""
+        app = create_app(World())
+        async with client_for(app) as client:
+            assert (await client.post("/api/call/ticks", json={"n": 1})).status_code == 400
+            paths = (await client.get("/openapi.json")).json()["paths"]
+        assert "/api/stream/ticks" in paths
+        assert "/api/call/ticks" not in paths
+        assert "/api/call/plain" in paths
+
     async def test_stream_added_after_mount_is_documented(self) -> None:
         api = Tether(prefix="/api")
         app = FastAPI()
