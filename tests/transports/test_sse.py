@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from starlette.types import Message
 
 from tests.examples.test_docs_examples import load
-from tether import NotFound, Tether
+from tether import ConfigurationError, NotFound, Tether
 from tether.transports import HttpTransport
 from tether.transports.sse import SseTransport, StreamAborted, error_event
 
@@ -465,7 +465,7 @@ class TestTransport:
             assert data(await client.get("/api/stream/ticks?n=1")) == ["1"]
 
     def test_heartbeat_must_be_positive(self) -> None:
-        with pytest.raises(ValueError, match="heartbeat"):
+        with pytest.raises(ConfigurationError, match="heartbeat"):
             SseTransport(heartbeat=0)
 
     async def test_custom_path(self) -> None:

@@ -42,7 +42,13 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from ..context import CallContext
-from ..errors import BadRequest, ErrorEnvelope, MethodNotAllowed, TetherError
+from ..errors import (
+    BadRequest,
+    ConfigurationError,
+    ErrorEnvelope,
+    MethodNotAllowed,
+    TetherError,
+)
 from ..schema.openapi import DocumentationRoute, operation_errors, tether_extension
 from ._body import parse_json, read_body, require_json_content_type
 from .http import encode_error
@@ -101,11 +107,14 @@ class SseTransport:
         path: the endpoint's path under the Tether prefix (default `/stream`).
         heartbeat: seconds between two `: ping` comments that keep idle proxies from
             closing an open stream (default 15).
+
+    Raises:
+        ConfigurationError: `heartbeat` is not positive.
     """
 
     def __init__(self, *, path: str = "/stream", heartbeat: float = DEFAULT_HEARTBEAT) -> None:
         if heartbeat <= 0:
-            raise ValueError("heartbeat must be positive")
+            raise ConfigurationError(f"heartbeat must be a positive number of seconds: {heartbeat}")
         self.path = path
         """The endpoint's path under the Tether prefix."""
         self.heartbeat = heartbeat
