@@ -819,6 +819,41 @@ class TestOpenAPI:
             "json",
         ]
 
+    async def test_query_parameters_document_what_the_input_model_reads(self) -> None:
+        api = Tether()
+
+        @api.query
+        def search(
+            text: Annotated[str, Field(min_length=2, max_length=5, description="What")],
+            page: Annotated[int, Field(ge=1)] = 1,
+            tags: list[str] = Field(default_factory=list),
+            sort: Annotated[str, Field(alias="orderBy")] = "id",
+            json: bool = False,
+        ) -> int:
+            return page
+
+        app = mounted(api)
+        doc = await openapi_of(app)
+        params = {p["name"]: p for p in doc["paths"]["/api/call/search"]["get"]["parameters"]}
+        assert list(params) == ["text", "page", "tags", "orderBy", "json"]
+        assert params["text"]["required"] is True
+        assert params["text"]["description"] == "What"
+        assert params["text"]["schema"]["minLength"] == 2
+        assert params["text"]["schema"]["maxLength"] == 5
+        assert params["page"]["schema"]["minimum"] == 1
+        assert params["page"]["required"] is False
+        # A default_factory makes the input optional.
+        assert params["tags"]["required"] is False
+        assert params["orderBy"]["schema"]["default"] == "id"
+        # The documented names are the ones a GET call really takes.
+        async with asgi_client(app) as client:
+            response = await client.get(
+                "/api/call/search", params={"text": "ab", "page": 2, "orderBy": "x", "json": 1}
+            )
+            assert response.json() == {"result": 2}
+            response = await client.get("/api/call/search", params={"text": "ab", "page": 0})
+            assert response.status_code == 422
+
     async def test_no_internal_parameter_leaks(self) -> None:
         doc = await openapi_of(documented_app())
         text = json.dumps(doc)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import inspect
 from collections import defaultdict
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import Body, Query
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, create_model
+from pydantic.fields import FieldInfo
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -95,6 +97,23 @@ def _endpoint(parameters: list[inspect.Parameter]) -> Any:
     return documented_operation
 
 
+def _query_parameter(field: FieldInfo, name: str) -> Any:
+    """The `Query()` documenting one input read from the query string, as the model reads it."""
+    options: dict[str, Any] = {"description": field.description}
+    if field.alias and field.alias != name:
+        options["alias"] = field.alias
+    if field.is_required():
+        query = Query(..., **options)
+    elif field.default_factory is not None:
+        # Documentation never calls the factory, so one that takes data is fine here too.
+        query = Query(default_factory=cast("Callable[[], Any]", field.default_factory), **options)
+    else:
+        query = Query(field.default, **options)
+    # Constraints (ge, max_length...) live in the metadata; FastAPI reads them from here.
+    query.metadata = [*query.metadata, *field.metadata]
+    return query
+
+
 def documentation_routes(op: Operation, api: Tether) -> list[DocumentationRoute]:
     """Build the OpenAPI-only routes (POST, plus GET for queries) of one operation."""
     dependency_params = [
@@ -149,15 +168,8 @@ def documentation_routes(op: Operation, api: Tether) -> list[DocumentationRoute]
                 inspect.Parameter(
                     name,
                     inspect.Parameter.KEYWORD_ONLY,
-                    annotation=(
-                        Annotated[(field.annotation, *field.metadata)]
-                        if field.metadata
-                        else field.annotation
-                    ),
-                    default=Query(
-                        ... if field.is_required() else field.default,
-                        description=field.description,
-                    ),
+                    annotation=field.annotation,
+                    default=_query_parameter(field, name),
                 )
             )
         routes.append(
