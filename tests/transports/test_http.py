@@ -987,3 +987,17 @@ async def test_http_exception_headers_reach_the_client() -> None:
         response = await client.get("/api/call/me")
     assert response.status_code == 401
     assert response.headers.get("www-authenticate") == "Bearer"
+
+
+async def test_get_reads_an_aliased_list_input_by_its_alias() -> None:
+    api = Tether()
+
+    @api.query
+    def total(values: Annotated[list[int], Field(alias="v")]) -> int:
+        return sum(values)
+
+    app = mounted(api)
+    async with asgi_client(app) as client:
+        assert (await client.post("/api/call/total", json={"v": [1, 2]})).json() == {"result": 3}
+        response = await client.get("/api/call/total?v=1&v=2")
+    assert response.json() == {"result": 3}
