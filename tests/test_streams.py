@@ -255,6 +255,32 @@ class TestCancellation:
             "close",
         ]
 
+    async def test_cancelled_consumer_closes_a_sync_generator_at_once(self) -> None:
+        """Fails today: OperationStream.__aexit__ awaits `to_thread.run_sync(generator.close)`
+        in the cancelled scope, so the close is cancelled before it runs, and the sync
+        generator is only closed when it is garbage-collected."""
+        closed: list[str] = []
+        api = Tether()
+
+        @api.stream
+        def counting() -> Iterator[int]:
+            try:
+                i = 0
+                while True:
+                    i += 1
+                    time.sleep(0.005)
+                    yield i
+            finally:
+                closed.append("closed")
+
+        items = generator(api.stream_call("counting"))
+        with anyio.move_on_after(0.05):
+            async with aclosing(items):
+                async for _ in items:
+                    pass
+        assert closed == ["closed"]
+        del items
+
     async def test_break_inside_aclosing_closes_at_once(self) -> None:
         world = World()
         api = create_api(world)
