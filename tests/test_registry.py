@@ -352,3 +352,32 @@ async def test_a_failing_background_task_does_not_fail_an_in_process_call(
     with caplog.at_level("ERROR", logger="tether"):
         assert await api.call("schedule") == 1
     assert len(caplog.records) == 1
+
+
+@pytest.mark.parametrize("via_http", [False, True])
+async def test_an_operation_calls_another_in_process(via_http: bool) -> None:
+    events: list[str] = []
+
+    async def resource() -> Any:
+        events.append("open")
+        yield "r"
+        events.append("close")
+
+    api = Tether()
+
+    @api.query
+    async def inner(n: int, r: str = Depends(resource)) -> str:
+        return f"{r}{n}"
+
+    @api.query
+    async def outer(n: int, r: str = Depends(resource)) -> list[str]:
+        return [r, await api.call("inner", {"n": n + 1})]
+
+    app = mounted(api)
+    if via_http:
+        async with asgi_client(app) as client:
+            assert (await client.get("/api/call/outer?n=1")).json() == {"result": ["r", "r2"]}
+    else:
+        assert await api.call("outer", {"n": 1}) == ["r", "r2"]
+    # Each call solves and closes its own dependencies.
+    assert events == ["open", "open", "close", "close"]
