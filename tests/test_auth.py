@@ -1,4 +1,5 @@
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Annotated, Any
 
 import pytest
@@ -232,6 +233,10 @@ async def test_check_auth_directly() -> None:
     with pytest.raises(Forbidden):
         await check_auth("staff", User("x", is_staff=False), ctx)
     await check_auth("staff", {"is_superuser": 1}, ctx)
+    # Any mapping is read by key, not only a dict.
+    await check_auth("staff", MappingProxyType({"is_staff": True}), ctx)
+    with pytest.raises(Forbidden):
+        await check_auth("superuser", MappingProxyType({"is_staff": True}), ctx)
 
 
 @per_transport

@@ -15,7 +15,7 @@ The user always comes from the `user=` dependency given to `Tether`; there is no
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .errors import ConfigurationError, Forbidden, Unauthorized
@@ -58,7 +58,7 @@ def describe_policy(policy: Any) -> bool | str:
 
 
 def _has_flag(user: Any, flag: str) -> bool:
-    if isinstance(user, dict):
+    if isinstance(user, Mapping):
         return bool(user.get(flag, False))
     return bool(getattr(user, flag, False))
 
