@@ -65,8 +65,9 @@ def make_app(**tether_options: Any) -> tuple[Tether, FastAPI]:
     return api, mounted(api)
 
 
-def error(code: str, status_message: str | None = None) -> Any:
-    return {"code": code, "message": status_message, "details": None}
+def error(code: str, message: str) -> dict[str, Any]:
+    """The error body of a built-in error without details."""
+    return {"code": code, "message": message, "details": None}
 
 
 async def post_raw(
