@@ -93,7 +93,8 @@ class HttpTransport:
                 body = encode_error(error)
                 if isinstance(error, _WrongMethod):
                     allow = error.allow
-                error_headers = error.headers
+                # getattr: a subclass may override __init__ without calling ours.
+                error_headers = getattr(error, "headers", None) or {}
         except _ClientGone:
             return
         headers: list[tuple[bytes, bytes]] = [
