@@ -28,6 +28,8 @@ async def _measure(calls: int, repetitions: int) -> dict[str, Any]:
     assert await call("add", params) == 3
     direct_us: list[float] = []
     via_api_us: list[float] = []
+    # CPU time over wall time: below 1, other processes took the core during the loops.
+    cpu_started, wall_started = time.process_time(), time.perf_counter()
     for _ in range(repetitions):
         started = time.perf_counter_ns()
         for _ in range(calls):
@@ -37,6 +39,7 @@ async def _measure(calls: int, repetitions: int) -> dict[str, Any]:
         for _ in range(calls):
             await call("add", params)
         via_api_us.append((time.perf_counter_ns() - started) / calls / 1000)
+    core_share = (time.process_time() - cpu_started) / (time.perf_counter() - wall_started)
     overheads = [v - d for v, d in zip(via_api_us, direct_us, strict=True)]
     return {
         "calls_per_repetition": calls,
@@ -47,6 +50,7 @@ async def _measure(calls: int, repetitions: int) -> dict[str, Any]:
         "median_direct_us": statistics.median(direct_us),
         "median_api_call_us": statistics.median(via_api_us),
         "median_overhead_us": statistics.median(overheads),
+        "core_share": core_share,
     }
 
 

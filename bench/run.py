@@ -523,7 +523,7 @@ def main() -> int:
             f"{inprocess['median_api_call_us']:.2f} us, overhead "
             f"{inprocess['median_overhead_us']:.2f} us/call (median of "
             f"{inprocess['repetitions']} x {inprocess['calls_per_repetition']} calls, "
-            f"{inprocess['loop']})"
+            f"{inprocess['loop']}; the loop had {inprocess['core_share']:.0%} of its core)"
         )
 
     driver = LoadDriver(
@@ -661,7 +661,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"In-process: `await add(...)` {inprocess['median_direct_us']:.2f} µs, "
             f'`await api.call("add", ...)` {inprocess["median_api_call_us"]:.2f} µs: '
             f"**{inprocess['median_overhead_us']:.2f} µs** overhead per call "
-            f"({inprocess['loop']}).",
+            f"({inprocess['loop']}"
+            + (
+                f"; the loop had {inprocess['core_share']:.0%} of its core"
+                if "core_share" in inprocess
+                else ""
+            )
+            + ").",
         ]
     lines += [
         "",
