@@ -1,3 +1,4 @@
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Any
@@ -87,15 +88,45 @@ async def test_auth_true_needs_a_user(transport: str) -> None:
 
 
 @per_transport
-async def test_auth_is_checked_before_input_is_validated(transport: str) -> None:
+async def test_input_is_validated_before_auth(transport: str) -> None:
+    # DESIGN.md's order: validate -> solve dependencies -> check auth -> run.
     api = make_api()
     status, body = await call_over(transport, api, "strict", {"n": "not a number"})
-    assert status == 401
-    assert body["error"]["code"] == "UNAUTHORIZED"
-    status, body = await call_over(
-        transport, api, "strict", {"n": "not a number"}, headers=bearer("bob")
-    )
     assert status == 422
+    assert body["error"]["code"] == "VALIDATION_FAILED"
+    status, body = await call_over(transport, api, "strict", {"n": 1})
+    assert status == 401
+    assert await call_over(transport, api, "strict", {"n": 1}, headers=bearer("bob")) == (
+        200,
+        {"result": 1},
+    )
+
+
+@per_transport
+async def test_an_unauthenticated_call_never_opens_the_operations_dependencies(
+    transport: str,
+) -> None:
+    opened: list[str] = []
+
+    async def session() -> AsyncIterator[str]:
+        opened.append("session")
+        yield "s"
+
+    api = Tether(user=Depends(current_user))
+
+    @api.command(auth="staff")
+    async def purge(s: str = Depends(session)) -> str:
+        return s
+
+    mounted(api)
+    assert (await call_over(transport, api, "purge"))[0] == 401
+    assert (await call_over(transport, api, "purge", headers=bearer("bob")))[0] == 403
+    assert opened == []
+    assert await call_over(transport, api, "purge", headers=bearer("alice")) == (
+        200,
+        {"result": "s"},
+    )
+    assert opened == ["session"]
 
 
 @per_transport
@@ -287,6 +318,8 @@ async def test_operations_without_auth_do_not_resolve_the_user(transport: str) -
 
 @per_transport
 async def test_params_cannot_inject_the_user_or_a_dependency(transport: str) -> None:
+    ran: list[str] = []
+
     def get_db() -> str:
         return "real"
 
@@ -294,24 +327,27 @@ async def test_params_cannot_inject_the_user_or_a_dependency(transport: str) -> 
 
     @api.command(auth="superuser")
     def drop(table: str, db: str = Depends(get_db)) -> str:
+        ran.append(db)
         return f"{db}:{table}"
 
     mounted(api)
-    for injected in (
-        {"__tether_user__": {"name": "x", "is_superuser": True}},
-        {"user": {"name": "x", "is_superuser": True}},
-        {"db": "fake"},
+    for key, value in (
+        ("__tether_user__", {"name": "x", "is_superuser": True}),
+        ("user", {"name": "x", "is_superuser": True}),
+        ("db", "fake"),
     ):
-        status, body = await call_over(transport, api, "drop", {"table": "t", **injected})
-        assert status == 401, injected
-    status, body = await call_over(
-        transport, api, "drop", {"table": "t", "db": "fake"}, headers=bearer("root")
-    )
-    assert status == 422
-    assert body["error"]["details"] == [
-        {"loc": ["db"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
-    ]
+        for headers in (None, bearer("root")):
+            status, body = await call_over(
+                transport, api, "drop", {"table": "t", key: value}, headers=headers
+            )
+            assert status == 422
+            assert body["error"]["details"] == [
+                {"loc": [key], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+            ]
+    assert ran == []
+    assert (await call_over(transport, api, "drop", {"table": "t"}))[0] == 401
     assert await call_over(transport, api, "drop", {"table": "t"}, headers=bearer("root")) == (
         200,
         {"result": "real:t"},
     )
+    assert ran == ["real"]
