@@ -12,7 +12,7 @@ dependencies behave exactly as they do on a FastAPI route.
 from __future__ import annotations
 
 import inspect
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Annotated, Any, get_args, get_origin
 
@@ -110,13 +110,32 @@ class SolvedCall:
         """FastAPI's dependency cache after solving: seeds calls that share these values."""
 
 
+Gatekeeper = Callable[[Any], Awaitable[None]]
+"""Called with the resolved user between the gate and the operation's own dependencies."""
+
+
+def _compile_dependant(parameters: Sequence[inspect.Parameter], path: str) -> Dependant:
+    def dependencies_of_operation(**values: Any) -> dict[str, Any]:
+        return values
+
+    dependencies_of_operation.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return get_dependant(path=path, call=dependencies_of_operation)
+
+
 class DependencyPlan:
-    """A compiled FastAPI `Dependant` for one operation, built once at registration."""
+    """Compiled FastAPI `Dependant`s for one operation, built once at registration.
+
+    Two stages, solved with one shared cache: the *gate* (Tether-level dependencies,
+    guards and the user resolver) and then the operation's own dependencies. Auth is
+    checked between them, so an unauthenticated call never opens the operation's
+    resources (a database session, say).
+    """
 
     __slots__ = (
         "batch_scoped",
         "connection_scoped",
         "dependant",
+        "gate",
         "has_user",
         "names",
         "parameters",
@@ -130,34 +149,32 @@ class DependencyPlan:
         dependencies: Sequence[params.Depends] = (),
         user: params.Depends | None = None,
     ) -> None:
-        signature_params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters]
-        # Tether-level dependencies run first, like a router's `dependencies=`; their values
-        # are solved under private names and dropped.
-        for index, depends in enumerate(dependencies):
-            signature_params.insert(
-                index,
-                inspect.Parameter(
-                    f"__tether_dependency_{index}__",
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=depends,
-                    annotation=Any,
-                ),
+        # Gate dependencies run first, like a router's `dependencies=`; their values are
+        # solved under private names and dropped.
+        gate_params = [
+            inspect.Parameter(
+                f"__tether_dependency_{index}__",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=depends,
+                annotation=Any,
             )
+            for index, depends in enumerate(dependencies)
+        ]
         if user is not None:
-            signature_params.append(
+            gate_params.append(
                 inspect.Parameter(
                     USER_KEY, inspect.Parameter.KEYWORD_ONLY, default=user, annotation=Any
                 )
             )
-
-        def dependencies_of_operation(**values: Any) -> dict[str, Any]:
-            return values
-
-        dependencies_of_operation.__signature__ = inspect.Signature(signature_params)  # type: ignore[attr-defined]
-        self.dependant: Dependant = get_dependant(path=path, call=dependencies_of_operation)
+        self.gate: Dependant | None = _compile_dependant(gate_params, path) if gate_params else None
+        """Tether-level dependencies, guards and the user resolver, solved first."""
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters]
+        self.dependant: Dependant | None = _compile_dependant(own, path) if own else None
+        """The operation's own dependency parameters, solved once the gate has passed."""
         self.names: tuple[str, ...] = tuple(p.name for p in parameters)
         """Names of the operation's own dependency parameters, passed to the function."""
         self.has_user = user is not None
+        """Whether the gate resolves the user (the operation has an auth policy)."""
         self.parameters: tuple[inspect.Parameter, ...] = tuple(parameters)
         """The operation's own dependency parameters, as declared."""
         declared = [*dependencies, *(_depends_of(p) for p in parameters)]
@@ -176,26 +193,47 @@ class DependencyPlan:
         *,
         overrides_provider: Any,
         dependency_cache: dict[Any, Any] | None = None,
+        gatekeeper: Gatekeeper | None = None,
     ) -> SolvedCall:
-        """Solve every dependency against `request`, whose scope carries the exit stacks.
+        """Solve the gate, call `gatekeeper(user)`, then solve the operation's dependencies.
+
+        `request`'s scope carries the exit stacks. The user (when the plan resolves one) is
+        removed from the returned values and passed to `gatekeeper`.
 
         Raises:
             ValidationFailed: a `Header`, `Cookie` or sub-dependency parameter did not validate.
         """
         stack = request.scope["fastapi_inner_astack"]
-        solved = await solve_dependencies(
-            request=request,
-            dependant=self.dependant,
-            dependency_overrides_provider=overrides_provider,
-            dependency_cache=dependency_cache,
-            async_exit_stack=stack,
-            embed_body_fields=False,
-        )
-        if solved.errors:
-            raise ValidationFailed.from_errors(solved.errors)
-        return SolvedCall(
-            solved.values, solved.response, solved.background_tasks, solved.dependency_cache
-        )
+        values: dict[str, Any] = {}
+        response: Response | None = None
+        background: BackgroundTasks | None = None
+        cache = dependency_cache
+        for dependant in (self.gate, self.dependant):
+            if dependant is None:
+                continue
+            solved = await solve_dependencies(
+                request=request,
+                dependant=dependant,
+                response=response,
+                background_tasks=background,
+                dependency_overrides_provider=overrides_provider,
+                dependency_cache=cache,
+                async_exit_stack=stack,
+                embed_body_fields=False,
+            )
+            if solved.errors:
+                raise ValidationFailed.from_errors(solved.errors)
+            values.update(solved.values)
+            response = solved.response
+            background = solved.background_tasks
+            cache = solved.dependency_cache
+            if dependant is self.gate and gatekeeper is not None:
+                await gatekeeper(values.pop(USER_KEY, None))
+        if response is None:
+            response = Response()
+            del response.headers["content-length"]
+            response.status_code = None  # type: ignore[assignment]
+        return SolvedCall(values, response, background, cache if cache is not None else {})
 
 
 def _depends_of(parameter: inspect.Parameter) -> params.Depends | None:

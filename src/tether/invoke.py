@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from .auth import check_auth
-from .dependencies import USER_KEY, DependencyPlan, scope_with_stacks
+from .dependencies import DependencyPlan, scope_with_stacks
 from .errors import BadRequest, InternalError, TetherError, ValidationFailed, error_for_status
 
 if TYPE_CHECKING:
@@ -109,23 +109,31 @@ class Invoker:
         function_stack: AsyncExitStack,
         dependency_cache: dict[Any, Any] | None,
     ) -> dict[str, Any]:
-        """Solve dependencies on the given stacks, check auth, validate; return the kwargs."""
+        """Validate, solve the gate, check auth, solve the rest; return the kwargs.
+
+        The order is deliberate: invalid input costs no dependency work, and an
+        unauthenticated call never solves the operation's own dependencies.
+        """
         plan = op.plan
         assert plan is not None
+        kwargs = op.bind(params)
+
+        async def gatekeeper(user: Any) -> None:
+            if plan.has_user:
+                ctx.user = user
+            if op.auth is not None:
+                await check_auth(op.auth, ctx.user, ctx)
+
         request = ctx.request(scope_with_stacks(ctx.scope, inner, function_stack))
         solved = await plan.solve(
             request,
             overrides_provider=self.overrides_provider or ctx.scope.get("app"),
             dependency_cache=dict(dependency_cache) if dependency_cache else None,
+            gatekeeper=gatekeeper,
         )
-        values = solved.values
         ctx.response = solved.response
         ctx.background = solved.background
-        if plan.has_user:
-            ctx.user = values.pop(USER_KEY, None)
-        if op.auth is not None:
-            await check_auth(op.auth, ctx.user, ctx)
-        kwargs = op.bind(params)
+        values = solved.values
         for name in plan.names:
             kwargs[name] = values[name]
         return kwargs

@@ -14,7 +14,7 @@ from .dependencies import BatchScoped, ConnectionScoped
 from .errors import ConfigurationError, NotFound, TetherError
 from .invoke import Invoker
 from .operation import Kind, Operation, OperationSpec, compile_operation, get_spec, operation
-from .services import ServiceTable, bound_operation_function, service_table
+from .services import ServiceTable, bound_operation_function, free_typevars, service_table
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -150,9 +150,17 @@ class Tether:
             )
             hints = {**method.hints, **{name: p.annotation for name, p in used.items()}}
             name = f"{table.name}.{spec.name or attribute}"
+            unresolved = {repr(v) for hint in hints.values() for v in free_typevars(hint)}
+            if unresolved:
+                raise ConfigurationError(
+                    f"{cls.__qualname__}.{attribute}: type variables {sorted(unresolved)} are not"
+                    " bound; subclass the generic service with concrete types"
+                )
             ops.append(
                 compile_operation(
-                    bound_operation_function(cls, method, tuple(used)),
+                    bound_operation_function(
+                        cls, method, tuple(used), custom_init=table.custom_init
+                    ),
                     replace(
                         spec,
                         auth=table.auth if spec.auth is None else spec.auth,

@@ -23,9 +23,10 @@ import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, get_origin
+from typing import Any, ClassVar, TypeVar, get_args, get_origin
 
 from fastapi import Depends, params
+from pydantic import BaseModel
 
 from .dependencies import is_dependency_parameter
 from .errors import ConfigurationError
@@ -60,6 +61,10 @@ class ServiceTable:
     dependencies: Mapping[str, inspect.Parameter]
     """Class-attribute dependencies, by attribute name, as keyword-only parameters."""
     methods: Mapping[str, ServiceMethod] = field(default_factory=dict)
+    excluded: frozenset[str] = frozenset()
+    """Operations removed with exclude=[...]; they stay removed in subclasses."""
+    custom_init: bool = False
+    """The class (or a base) overrides __init__: per-call instances are built by calling it."""
 
 
 class _DependencyAttribute:
@@ -206,14 +211,6 @@ class Service:
         )
 
 
-def _parent_table(cls: type) -> ServiceTable | None:
-    for klass in cls.__mro__[1:]:
-        table = klass.__dict__.get("__tether_service__")
-        if isinstance(table, ServiceTable):
-            return table
-    return None
-
-
 def _check_shadowed(cls: type, where: str) -> None:
     for klass in cls.__mro__:
         if klass is object:
@@ -230,6 +227,90 @@ def _check_shadowed(cls: type, where: str) -> None:
                 )
 
 
+def _parent_tables(cls: type) -> list[ServiceTable]:
+    """The tables of every Service class in `cls`'s MRO (nearest first), `cls` excluded."""
+    tables = []
+    for klass in cls.__mro__[1:]:
+        table = klass.__dict__.get("__tether_service__")
+        if isinstance(table, ServiceTable):
+            tables.append(table)
+    return tables
+
+
+def _direct_parent_tables(cls: type) -> list[ServiceTable]:
+    """The nearest table along each direct base: the services `cls` combines."""
+    tables: list[ServiceTable] = []
+    for base in cls.__bases__:
+        for klass in base.__mro__:
+            table = klass.__dict__.get("__tether_service__")
+            if isinstance(table, ServiceTable):
+                if all(table is not t for t in tables):
+                    tables.append(table)
+                break
+    return tables
+
+
+def _inherited_auth(cls: type, where: str) -> Any:
+    policies = [table.auth for table in _direct_parent_tables(cls)]
+    distinct: list[Any] = []
+    for policy in policies:
+        if all(policy is not p and policy != p for p in distinct):
+            distinct.append(policy)
+    if len(distinct) > 1:
+        raise ConfigurationError(
+            f"{where}: its service bases have different auth policies ({distinct!r}); set"
+            " auth= on this class to choose"
+        )
+    return distinct[0] if distinct else None
+
+
+def _typevar_map(cls: type) -> dict[Any, Any]:
+    """Map each TypeVar of a generic service base to the type a subclass gave it."""
+    mapping: dict[Any, Any] = {}
+    for klass in cls.__mro__:
+        for base in klass.__dict__.get("__orig_bases__", ()):
+            origin = get_origin(base)
+            parameters = getattr(origin, "__parameters__", ())
+            for parameter, argument in zip(parameters, get_args(base), strict=False):
+                mapping.setdefault(parameter, argument)
+    # Resolve chains: Crud[T] <- Named[U] <- Pets(Named[Pet]).
+    for parameter, argument in list(mapping.items()):
+        seen = {parameter}
+        while isinstance(argument, TypeVar) and argument in mapping and argument not in seen:
+            seen.add(argument)
+            argument = mapping[argument]
+        mapping[parameter] = argument
+    return mapping
+
+
+def _substitute(annotation: Any, mapping: Mapping[Any, Any]) -> Any:
+    if isinstance(annotation, TypeVar):
+        return mapping.get(annotation, annotation)
+    parameters = getattr(annotation, "__parameters__", None)
+    if isinstance(parameters, tuple) and parameters and not isinstance(annotation, type):
+        replacements = tuple(mapping.get(p, p) for p in parameters)
+        if replacements != parameters:
+            return annotation[replacements]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        parameters = annotation.__pydantic_generic_metadata__["parameters"]
+        if parameters:
+            generic: Any = annotation
+            return generic[tuple(mapping.get(p, p) for p in parameters)]
+    return annotation
+
+
+def free_typevars(annotation: Any) -> tuple[Any, ...]:
+    """Return the TypeVars still unresolved in an annotation."""
+    if isinstance(annotation, TypeVar):
+        return (annotation,)
+    parameters = getattr(annotation, "__parameters__", None)
+    if isinstance(parameters, tuple) and not isinstance(annotation, type):
+        return parameters
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return tuple(annotation.__pydantic_generic_metadata__["parameters"])
+    return ()
+
+
 def _build_table(
     cls: type,
     *,
@@ -244,18 +325,37 @@ def _build_table(
     from .auth import validate_policy
 
     where = f"service {cls.__qualname__}"
+    if "__init__" in cls.__dict__:
+        # Per-call instances are then built with cls(**dependencies), as in unit tests.
+        init = inspect.signature(cls.__dict__["__init__"])
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in init.parameters.values()):
+            raise ConfigurationError(
+                f"{where}: a service __init__ must accept the dependencies as keywords"
+                " (**dependencies) and pass them to super().__init__"
+            )
     _check_shadowed(cls, where)
-    parent = _parent_table(cls)
+    parents = _parent_tables(cls)
     service_name = name if name is not None else _snake(cls.__name__)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", service_name):
         raise ConfigurationError(f"{where}: name must be a dotted identifier, not {service_name!r}")
     own_guards = tuple(_as_depends(g, where) for g in guards)
-    inherited_guards = parent.guards if parent is not None and not replace_guards else ()
-    dependencies = _class_dependencies(cls, where)
+    # Every Service base's guards, base-most first, each once: combining two services
+    # keeps the guards of both.
+    inherited_guards: tuple[params.Depends, ...] = ()
+    if not replace_guards:
+        inherited_guards = tuple(
+            dict.fromkeys(g for table in reversed(parents) for g in table.guards)
+        )
+    typevars = _typevar_map(cls)
+    dependencies = {
+        attribute: parameter.replace(annotation=_substitute(parameter.annotation, typevars))
+        for attribute, parameter in _class_dependencies(cls, where).items()
+    }
     for attribute in dependencies:
         if not isinstance(cls.__dict__.get(attribute), _DependencyAttribute):
             setattr(cls, attribute, _DependencyAttribute(attribute))
 
+    excluded = {name for table in parents for name in table.excluded}
     methods: dict[str, ServiceMethod] = {}
     for klass in reversed(cls.__mro__):
         if klass is object:
@@ -263,31 +363,39 @@ def _build_table(
         for attribute, value in klass.__dict__.items():
             spec = get_spec(value)
             if spec is not None and callable(value):
-                methods[attribute] = _service_method(attribute, value, spec, dependencies, where)
+                methods[attribute] = _service_method(
+                    attribute, value, spec, dependencies, typevars, where
+                )
             elif attribute in methods and callable(value) and inspect.isfunction(value):
                 # An undecorated override keeps the operation, with the new body.
                 methods[attribute] = _service_method(
-                    attribute, value, methods[attribute].spec, dependencies, where
+                    attribute, value, methods[attribute].spec, dependencies, typevars, where
                 )
             elif attribute in methods:
                 raise ConfigurationError(
                     f"{where}: {klass.__qualname__}.{attribute} replaces an operation with a"
                     " non-function; use exclude=[...] to remove an operation"
                 )
+    # An operation a base excluded stays excluded, unless this class marks it again.
+    excluded -= {a for a, v in cls.__dict__.items() if get_spec(v) is not None}
     for removed in exclude:
         if removed not in methods:
             raise ConfigurationError(f"{where}: exclude names no operation: {removed!r}")
-        del methods[removed]
+        excluded.add(removed)
+    for removed in excluded:
+        methods.pop(removed, None)
     return ServiceTable(
         name=service_name,
         abstract=abstract,
         auth=validate_policy(auth, where=where)
         if auth is not _UNSET
-        else (parent.auth if parent is not None else None),
-        tags=tuple(dict.fromkeys((*(parent.tags if parent else ()), *tags))),
+        else _inherited_auth(cls, where),
+        tags=tuple(dict.fromkeys((*(t for table in reversed(parents) for t in table.tags), *tags))),
         guards=(*inherited_guards, *own_guards),
         dependencies=dependencies,
         methods=methods,
+        excluded=frozenset(excluded),
+        custom_init="__init__" in cls.__dict__ or any(table.custom_init for table in parents),
     )
 
 
@@ -296,10 +404,13 @@ def _service_method(
     func: Callable[..., Any],
     spec: OperationSpec,
     dependencies: Mapping[str, inspect.Parameter],
+    typevars: Mapping[Any, Any],
     where: str,
 ) -> ServiceMethod:
     where = f"{where}, method {attribute!r}"
     signature, hints = _method_signature(func, where)
+    if typevars:
+        hints = {name: _substitute(hint, typevars) for name, hint in hints.items()}
     for parameter in signature.parameters.values():
         if parameter.name in dependencies:
             raise ConfigurationError(
@@ -320,41 +431,43 @@ def service_table(cls: Any) -> ServiceTable | None:
 
 
 def bound_operation_function(
-    cls: type, method: ServiceMethod, names: Sequence[str]
+    cls: type, method: ServiceMethod, names: Sequence[str], *, custom_init: bool = False
 ) -> Callable[..., Any]:
     """Return the function an Operation calls: a fresh instance per call, dependencies set."""
     func = method.func
-    new = object.__new__
+
+    if custom_init:
+
+        def instantiate(kwargs: dict[str, Any]) -> Any:
+            return cls(**{name: kwargs.pop(name) for name in names})
+
+    else:
+        new = object.__new__
+
+        def instantiate(kwargs: dict[str, Any]) -> Any:
+            instance: Any = new(cls)
+            state = instance.__dict__
+            for name in names:
+                state[name] = kwargs.pop(name)
+            return instance
 
     if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
 
         def open_stream(**kwargs: Any) -> Any:
             # Returns the method's own generator: the invoker iterates and closes it, and
             # the instance lives as long as the generator references it.
-            instance: Any = new(cls)
-            state = instance.__dict__
-            for name in names:
-                state[name] = kwargs.pop(name)
-            return func(instance, **kwargs)
+            return func(instantiate(kwargs), **kwargs)
 
         return open_stream
 
     if inspect.iscoroutinefunction(func):
 
         async def call_async(**kwargs: Any) -> Any:
-            instance: Any = new(cls)
-            state = instance.__dict__
-            for name in names:
-                state[name] = kwargs.pop(name)
-            return await func(instance, **kwargs)
+            return await func(instantiate(kwargs), **kwargs)
 
         return call_async
 
     def call_sync(**kwargs: Any) -> Any:
-        instance: Any = new(cls)
-        state = instance.__dict__
-        for name in names:
-            state[name] = kwargs.pop(name)
-        return func(instance, **kwargs)
+        return func(instantiate(kwargs), **kwargs)
 
     return call_sync

@@ -31,12 +31,12 @@ import asyncio
 import inspect
 import sys
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import anyio
 import anyio.lowlevel
-from fastapi import Body, Query
+from fastapi import Body
 from fastapi.sse import EventSourceResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
@@ -49,7 +49,12 @@ from ..errors import (
     MethodNotAllowed,
     TetherError,
 )
-from ..schema.openapi import DocumentationRoute, operation_errors, tether_extension
+from ..schema.openapi import (
+    DocumentationRoute,
+    _query_parameter as query_parameter,
+    operation_errors,
+    tether_extension,
+)
 from ._body import parse_json, read_body, require_json_content_type
 from .http import encode_error
 
@@ -464,9 +469,13 @@ def documentation_routes(op: Operation, api: Tether, path: str = "/stream") -> l
     post_params = list(dependency_params)
     if op.input_names:
         required = any(f.is_required() for f in op.input_model.model_fields.values())
+        # The body's name never shows; it only has to differ from the dependency parameters.
+        body_name = "params"
+        while any(p.name == body_name for p in dependency_params):
+            body_name = f"_{body_name}"
         post_params.append(
             inspect.Parameter(
-                "params",
+                body_name,
                 inspect.Parameter.KEYWORD_ONLY,
                 annotation=op.input_model,
                 default=Body(...) if required else Body(None),
@@ -484,19 +493,13 @@ def documentation_routes(op: Operation, api: Tether, path: str = "/stream") -> l
     if op.query_shape is not None:
         get_params = list(dependency_params)
         for field_name, field in op.input_model.model_fields.items():
+            name = op.renamed.get(field_name, field_name)
             get_params.append(
                 inspect.Parameter(
-                    op.renamed.get(field_name, field_name),
+                    name,
                     inspect.Parameter.KEYWORD_ONLY,
-                    annotation=(
-                        Annotated[(field.annotation, *field.metadata)]
-                        if field.metadata
-                        else field.annotation
-                    ),
-                    default=Query(
-                        ... if field.is_required() else field.default,
-                        description=field.description,
-                    ),
+                    annotation=field.annotation,
+                    default=query_parameter(field, name),
                 )
             )
         routes.append(
