@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -79,10 +80,11 @@ class OperationSpec:
     """For a service method: the class dependencies it reads (None: all of them)."""
 
 
-_marked_methods: dict[str, list[Callable[..., Any]]] = {}
+_marked_methods: dict[str, list[weakref.ref[Callable[..., Any]]]] = {}
 """Marked functions defined in a class body, by "module:class qualname", until the class exists.
 
 Lets a service detect a marked method that a later definition in the same body shadowed.
+Weak references: the marks of classes that never become services do not keep them alive.
 """
 
 
@@ -90,12 +92,16 @@ def _note_method(func: Callable[..., Any]) -> None:
     qualname = getattr(func, "__qualname__", "")
     owner, _, _ = qualname.rpartition(".")
     if owner and not owner.endswith("<locals>"):
-        _marked_methods.setdefault(f"{func.__module__}:{owner}", []).append(func)
+        key = f"{func.__module__}:{owner}"
+        alive = [ref for ref in _marked_methods.get(key, ()) if ref() is not None]
+        alive.append(weakref.ref(func))
+        _marked_methods[key] = alive
 
 
 def take_marked_methods(cls: type) -> list[Callable[..., Any]]:
     """Return (and forget) the marked functions whose definition was inside `cls`'s body."""
-    return _marked_methods.pop(f"{cls.__module__}:{cls.__qualname__}", [])
+    refs = _marked_methods.pop(f"{cls.__module__}:{cls.__qualname__}", [])
+    return [func for func in (ref() for ref in refs) if func is not None]
 
 
 def get_spec(func: Any) -> OperationSpec | None:
