@@ -22,6 +22,11 @@ from servers import core_busy_seconds, process_cpu_seconds
 LUA_SCRIPT = Path(__file__).resolve().parent / "lua" / "post.lua"
 SETUP_SCRIPT = Path(__file__).resolve().parent / "setup.sh"
 
+CONTENDED = 0.15
+"""Share of the server's or wrk's core taken by other processes above which a measurement is
+noisy: bench/run.py measures it once more, and leaves it out of the medians when the
+scenario has uncontended rounds."""
+
 
 def ensure_wrk() -> str:
     """Return the path of wrk, installing it with bench/setup.sh when it is missing."""

@@ -1,6 +1,7 @@
 """Benchmarks of tether against plain FastAPI and fastapi-jsonrpc, in one run.
 
 Usage: python bench/run.py [--duration S] [--rounds N] [--connections C] [--quick] [--save]
+       python bench/run.py --markdown bench/results/<date>.json
 
 Each app runs in its own uvicorn process (one worker, same settings), pinned to one core;
 wrk runs pinned to the other core, so that the server, not the client, is the limit. The
@@ -17,347 +18,24 @@ import importlib.metadata
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-from load import LoadDriver, LoadResult
+from load import CONTENDED, LoadDriver, LoadResult
+from report import markdown, print_report, print_round, targets
+from scenarios import BATCH_CONNECTIONS, BATCH_SIZE, EXPECT, SERVERS, Scenario, preflight, scenarios
 from servers import Server, uvicorn_options
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 
-BATCH_SIZE = 100
-BATCH_CONNECTIONS = 16
-"""Connections for batch scenarios: enough to keep one core busy, few enough that a slow
-server still answers every request well within wrk's 5 s timeout."""
-EXPECT = '"result":3'
-"""Every answer under load must contain this (and no "error" member); see lua/post.lua."""
-ADD_BODY = {"a": 1, "b": 2}
-RPC_SINGLE = {"jsonrpc": "2.0", "method": "add", "params": ADD_BODY, "id": 1}
-RPC_BATCH = [
-    {"jsonrpc": "2.0", "method": "add", "params": ADD_BODY, "id": i}
-    for i in range(1, BATCH_SIZE + 1)
-]
-
-
-# -- checks of one answer, run before any load: a wrong answer disqualifies the scenario --
-
-
-def check_http_result(response: httpx.Response) -> str | None:
-    if response.status_code != 200:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
-    if response.json() != {"result": 3}:
-        return f"unexpected body {response.text[:200]}"
-    return None
-
-
-def check_rpc_single(response: httpx.Response) -> str | None:
-    if response.status_code != 200:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
-    if response.json() != {"jsonrpc": "2.0", "result": 3, "id": 1}:
-        return f"unexpected body {response.text[:200]}"
-    return None
-
-
-def check_rpc_batch(response: httpx.Response) -> str | None:
-    if response.status_code != 200:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
-    answers = response.json()
-    expected = [{"jsonrpc": "2.0", "result": 3, "id": i} for i in range(1, BATCH_SIZE + 1)]
-    if not isinstance(answers, list) or sorted(answers, key=lambda a: a.get("id")) != expected:
-        return f"unexpected body {response.text[:200]}"
-    return None
-
-
-@dataclass
-class Scenario:
-    """One endpoint under load: which server, what it is sent, how an answer is checked."""
-
-    key: str
-    title: str
-    server: str
-    path: str
-    body: Any
-    calls_per_request: int
-    check: Callable[[httpx.Response], str | None]
-    connections: int = 0
-    """wrk connections; 0 means --connections (batches need fewer to saturate a core)."""
-    status: str = "pending"
-    """"ok", or why the scenario could not run (reported, never hidden)."""
-    rounds: list[LoadResult] = field(default_factory=list)
-    remeasured: list[LoadResult] = field(default_factory=list)
-    """Contended measurements that were replaced by a second one (kept for the record)."""
-
-    @property
-    def used_rounds(self) -> list[LoadResult]:
-        """The rounds the figures come from: the uncontended ones, or all if none is."""
-        clean = [r for r in self.rounds if r.contention <= CONTENDED]
-        return clean or self.rounds
-
-    def median(self, metric: Callable[[LoadResult], float]) -> float:
-        return statistics.median(metric(r) for r in self.used_rounds)
-
-    @property
-    def ran(self) -> bool:
-        return self.status == "ok" and bool(self.rounds)
-
-    def summary(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "title": self.title,
-            "server": self.server,
-            "path": self.path,
-            "calls_per_request": self.calls_per_request,
-            "status": self.status,
-        }
-        if self.ran:
-            data |= {
-                "requests_per_s": self.median(lambda r: r.requests_per_s),
-                "calls_per_s": self.median(lambda r: r.requests_per_s) * self.calls_per_request,
-                "server_cpu_us_per_request": self.median(lambda r: r.server_cpu_us_per_request),
-                "server_cpu_us_per_call": self.median(lambda r: r.server_cpu_us_per_request)
-                / self.calls_per_request,
-                "latency_p50_us": self.median(lambda r: r.latency_us["p50"]),
-                "latency_p99_us": self.median(lambda r: r.latency_us["p99"]),
-                "server_util": self.median(lambda r: r.server_util),
-                "client_util": self.median(lambda r: r.client_util),
-                "rounds_used": len(self.used_rounds),
-                "bad_answers": sum(r.bad for r in self.rounds),
-                "socket_errors": sum(sum(r.socket_errors.values()) for r in self.rounds),
-                "rounds": [r.to_json() for r in self.rounds],
-                "remeasured": [r.to_json() for r in self.remeasured],
-            }
-        return data
-
-
-def scenarios() -> list[Scenario]:
-    return [
-        Scenario(
-            "http_tether",
-            "HTTP add, tether (POST /api/call/add)",
-            "tether",
-            "/api/call/add",
-            ADD_BODY,
-            1,
-            check_http_result,
-        ),
-        Scenario(
-            "http_fastapi",
-            "HTTP add, plain FastAPI (POST /add)",
-            "fastapi",
-            "/add",
-            ADD_BODY,
-            1,
-            check_http_result,
-        ),
-        Scenario(
-            "jsonrpc_tether",
-            "JSON-RPC single add, tether",
-            "tether",
-            "/api/jsonrpc",
-            RPC_SINGLE,
-            1,
-            check_rpc_single,
-        ),
-        Scenario(
-            "jsonrpc_fastapi_jsonrpc",
-            "JSON-RPC single add, fastapi-jsonrpc",
-            "fastapi_jsonrpc",
-            "/api/jsonrpc",
-            RPC_SINGLE,
-            1,
-            check_rpc_single,
-        ),
-        Scenario(
-            "batch_tether",
-            f"JSON-RPC batch of {BATCH_SIZE} add, tether",
-            "tether",
-            "/api/jsonrpc",
-            RPC_BATCH,
-            BATCH_SIZE,
-            check_rpc_batch,
-            BATCH_CONNECTIONS,
-        ),
-        Scenario(
-            "batch_fastapi_jsonrpc",
-            f"JSON-RPC batch of {BATCH_SIZE} add, fastapi-jsonrpc",
-            "fastapi_jsonrpc",
-            "/api/jsonrpc",
-            RPC_BATCH,
-            BATCH_SIZE,
-            check_rpc_batch,
-            BATCH_CONNECTIONS,
-        ),
-    ]
-
-
-SERVERS = {
-    "tether": "tether_app",
-    "fastapi": "fastapi_app",
-    "fastapi_jsonrpc": "fastapi_jsonrpc_app",
-}
-
-
-def preflight(scenario: Scenario, server: Server) -> str:
-    """Send one request and check the answer; return "ok" or why the scenario cannot run."""
-    try:
-        response = httpx.post(server.url + scenario.path, json=scenario.body, timeout=10)
-    except httpx.HTTPError as exc:
-        return f"request failed: {exc!r}"
-    if scenario.server == "tether" and scenario.path.endswith("/jsonrpc"):
-        if response.status_code in (404, 405):
-            return (
-                f"tether JSON-RPC endpoint missing (POST {scenario.path} answered "
-                f"{response.status_code})"
-            )
-    problem = scenario.check(response)
-    return "ok" if problem is None else f"wrong answer: {problem}"
-
-
-# -- the targets of issues 2 and 3 --------------------------------------------------------
-
-
-@dataclass
-class Target:
-    """One figure an issue sets a target for, with what was measured."""
-
-    issue: int
-    name: str
-    target: str
-    measured: float | None
-    unit: str
-    passed: bool | None
-    note: str = ""
-    by_cpu: float | None = None
-    """The same figure from server CPU time per call instead of throughput (less noisy)."""
-
-    def verdict(self) -> str:
-        if self.target == "-":
-            return "info"
-        return "n/a" if self.passed is None else ("PASS" if self.passed else "MISS")
-
-
-def ratio(a: Scenario, b: Scenario) -> float | None:
-    if not (a.ran and b.ran):
-        return None
-    return a.median(lambda r: r.requests_per_s * a.calls_per_request) / b.median(
-        lambda r: r.requests_per_s * b.calls_per_request
-    )
-
-
-def cpu_per_call(s: Scenario) -> float:
-    return s.median(lambda r: r.server_cpu_us_per_request) / s.calls_per_request
-
-
-def cpu_ratio(a: Scenario, b: Scenario) -> float | None:
-    """How many times less server CPU per call `a` spends than `b` (the throughput analogue)."""
-    if not (a.ran and b.ran):
-        return None
-    return cpu_per_call(b) / cpu_per_call(a)
-
-
-def missing_note(*items: Scenario) -> str:
-    return "; ".join(f"{s.key}: {s.status}" for s in items if not s.ran)
-
-
-def targets(by_key: dict[str, Scenario], inprocess: dict[str, Any] | None) -> list[Target]:
-    http_t, http_f = by_key["http_tether"], by_key["http_fastapi"]
-    rpc_t, rpc_p = by_key["jsonrpc_tether"], by_key["jsonrpc_fastapi_jsonrpc"]
-    batch_t, batch_p = by_key["batch_tether"], by_key["batch_fastapi_jsonrpc"]
-    result: list[Target] = []
-
-    r = ratio(http_t, http_f)
-    result.append(
-        Target(
-            2,
-            "HTTP add req/s, tether / plain FastAPI",
-            ">= 0.9x",
-            r,
-            "x",
-            None if r is None else r >= 0.9,
-            missing_note(http_t, http_f),
-            cpu_ratio(http_t, http_f),
-        )
-    )
-    overhead = None if inprocess is None else inprocess["median_overhead_us"]
-    result.append(
-        Target(
-            2,
-            "api.call overhead over a direct call",
-            "< 10 us",
-            overhead,
-            "us",
-            None if overhead is None else overhead < 10,
-            "" if inprocess is not None else "in-process measurement failed",
-        )
-    )
-    r = ratio(rpc_t, rpc_p)
-    result.append(
-        Target(
-            3,
-            "JSON-RPC single calls/s, tether / fastapi-jsonrpc",
-            ">= 1.0x",
-            r,
-            "x",
-            None if r is None else r >= 1.0,
-            missing_note(rpc_t, rpc_p),
-            cpu_ratio(rpc_t, rpc_p),
-        )
-    )
-    r = ratio(rpc_t, http_f)
-    result.append(
-        Target(
-            3,
-            "JSON-RPC single calls/s, tether / plain FastAPI HTTP",
-            "-",
-            r,
-            "x",
-            None,
-            missing_note(rpc_t, http_f),
-            cpu_ratio(rpc_t, http_f),
-        )
-    )
-    r = ratio(batch_t, batch_p)
-    result.append(
-        Target(
-            3,
-            f"JSON-RPC batch-of-{BATCH_SIZE} calls/s, tether / fastapi-jsonrpc",
-            ">= 3x",
-            r,
-            "x",
-            None if r is None else r >= 3.0,
-            missing_note(batch_t, batch_p),
-            cpu_ratio(batch_t, batch_p),
-        )
-    )
-    # Cost of one request at saturation = 1 / (requests per second) of a server-bound core.
-    cost = cost_by_cpu = None
-    if batch_t.ran and rpc_t.ran:
-        cost = rpc_t.median(lambda r: r.requests_per_s) / batch_t.median(lambda r: r.requests_per_s)
-        cost_by_cpu = batch_t.median(lambda r: r.server_cpu_us_per_request) / rpc_t.median(
-            lambda r: r.server_cpu_us_per_request
-        )
-    result.append(
-        Target(
-            3,
-            f"tether batch-of-{BATCH_SIZE} cost / single-call cost",
-            "< 5x",
-            cost,
-            "x",
-            None if cost is None else cost < 5.0,
-            missing_note(batch_t, rpc_t),
-            cost_by_cpu,
-        )
-    )
-    return result
+RETRIES_WHEN_CONTENDED = 1
+"""How many times a CONTENDED measurement is taken again."""
 
 
 # -- running ----------------------------------------------------------------------------
@@ -419,23 +97,6 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-CONTENDED = 0.15
-"""Share of the server's or wrk's core taken by other processes above which a measurement is
-noisy: it is measured once more, and left out of the medians when the scenario has clean
-rounds."""
-RETRIES_WHEN_CONTENDED = 1
-
-
-def bound_verdict(result: LoadResult) -> str:
-    if result.client_util >= 0.9:
-        return "CLIENT-LIMITED"
-    if result.contention > CONTENDED:
-        return "CONTENDED"
-    if result.server_util >= 0.85:
-        return "server-bound"
-    return "server core not saturated"
-
-
 def measure(
     driver: LoadDriver, scenario: Scenario, server: Server, args: argparse.Namespace, warm_up: bool
 ) -> LoadResult:
@@ -464,20 +125,6 @@ def measure(
         scenario.remeasured.append(result)
         result = load(seconds=args.duration)
     return result
-
-
-def print_round(scenario: Scenario, result: LoadResult) -> None:
-    errors = sum(result.socket_errors.values())
-    print(
-        f"  {scenario.key:<24} {result.requests_per_s:>9.0f} req/s "
-        f"{result.requests_per_s * scenario.calls_per_request:>10.0f} calls/s  "
-        f"cpu {result.server_cpu_us_per_request:>7.1f} us/req  "
-        f"server {result.server_util:>4.0%} client {result.client_util:>4.0%} "
-        f"other {result.other_load_on_server_core:>4.0%}/{result.other_load_on_client_core:<4.0%} "
-        f"{bound_verdict(result)}"
-        + (f"  BAD ANSWERS {result.bad}: {result.bad_sample}" if result.bad else "")
-        + (f"  socket errors {result.socket_errors}" if errors else "")
-    )
 
 
 def main() -> int:
@@ -625,125 +272,6 @@ def main() -> int:
     print(f"\nwrote {', '.join(written)} ({report['elapsed_s']} s)")
     # The harness worked if the two baseline HTTP scenarios ran; misses are findings.
     return 0 if by_key["http_tether"].ran and by_key["http_fastapi"].ran else 1
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """The figures of a results file as the Markdown tables docs/bench.md shows."""
-
-    def clean(rounds: list[dict[str, Any]]) -> int:
-        return sum(
-            max(r["other_load_on_server_core"], r["other_load_on_client_core"]) <= CONTENDED
-            for r in rounds
-        )
-
-    def number(value: float | None, digits: int = 0) -> str:
-        return "-" if value is None else f"{value:,.{digits}f}"
-
-    lines = [
-        "| scenario | req/s | calls/s | server CPU µs/req | µs/call | p50 ms | p99 ms | uncontended rounds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s in report["scenarios"].values():
-        if s["status"] != "ok":
-            lines.append(f"| {s['title']} | {s['status']} | | | | | | |")
-            continue
-        lines.append(
-            f"| {s['title']} | {number(s['requests_per_s'])} | {number(s['calls_per_s'])} "
-            f"| {number(s['server_cpu_us_per_request'], 1)} "
-            f"| {number(s['server_cpu_us_per_call'], 2)} "
-            f"| {number(s['latency_p50_us'] / 1000, 2)} | {number(s['latency_p99_us'] / 1000, 2)} "
-            f"| {clean(s['rounds'])} of {len(s['rounds'])} |"
-        )
-    inprocess = report.get("inprocess")
-    if inprocess is not None:
-        lines += [
-            "",
-            f"In-process: `await add(...)` {inprocess['median_direct_us']:.2f} µs, "
-            f'`await api.call("add", ...)` {inprocess["median_api_call_us"]:.2f} µs: '
-            f"**{inprocess['median_overhead_us']:.2f} µs** overhead per call "
-            f"({inprocess['loop']}"
-            + (
-                f"; the loop had {inprocess['core_share']:.0%} of its core"
-                if "core_share" in inprocess
-                else ""
-            )
-            + ").",
-        ]
-    lines += [
-        "",
-        "| issue | figure | target | measured | by CPU | verdict |",
-        "|---|---|---|---:|---:|---|",
-    ]
-    for t in report["targets"]:
-        unit = " µs" if t["unit"] == "us" else t["unit"]
-        measured = "-" if t["measured"] is None else f"{t['measured']:.2f}{unit}"
-        by_cpu = "-" if t["by_cpu"] is None else f"{t['by_cpu']:.2f}{unit}"
-        verdict = t["verdict"] + (f" ({t['note']})" if t["note"] else "")
-        lines.append(
-            f"| {t['issue']} | {t['name']} | {t['target']} | {measured} | {by_cpu} | {verdict} |"
-        )
-    return "\n".join(lines)
-
-
-def print_report(
-    all_scenarios: list[Scenario], table: list[Target], inprocess: dict[str, Any] | None
-) -> None:
-    print("\n[results] medians over rounds")
-    print(
-        f"  {'scenario':<46} {'req/s':>9} {'calls/s':>10} {'cpu us/req':>10} "
-        f"{'cpu us/call':>11} {'p50 ms':>7} {'p99 ms':>7}"
-    )
-    for s in all_scenarios:
-        if not s.ran:
-            print(f"  {s.title:<46} {s.status}")
-            continue
-        rps = s.median(lambda r: r.requests_per_s)
-        cpu = s.median(lambda r: r.server_cpu_us_per_request)
-        print(
-            f"  {s.title:<46} {rps:>9.0f} {rps * s.calls_per_request:>10.0f} {cpu:>10.1f} "
-            f"{cpu / s.calls_per_request:>11.2f} "
-            f"{s.median(lambda r: r.latency_us['p50']) / 1000:>7.2f} "
-            f"{s.median(lambda r: r.latency_us['p99']) / 1000:>7.2f}"
-        )
-    measured = [r for s in all_scenarios if s.ran for r in s.rounds]
-    used = [r for s in all_scenarios if s.ran for r in s.used_rounds]
-    if used:
-        print(
-            "\n[client check] CPU seconds over each measured window: the server's from "
-            "/proc/<pid>/stat, wrk's from its rusage; core usage from /proc/stat"
-        )
-        print(
-            f"  wrk used at most {max(r.client_util for r in measured):.0%} of its core in any "
-            f"measurement; in the {len(used)} measurements behind the figures each server used "
-            f"{min(r.server_util for r in used):.0%} to {max(r.server_util for r in used):.0%} "
-            f"of its core."
-        )
-        dropped = len(measured) - len(used)
-        if dropped:
-            print(
-                f"  {dropped} CONTENDED measurement(s) (other processes on the cores) "
-                "were left out of the medians."
-            )
-        limited = [r for r in used if bound_verdict(r) != "server-bound"]
-        if limited:
-            print(
-                f"  WARNING: {len(limited)} of the {len(used)} measurements behind the figures "
-                "were not server-bound (see the per-round lines): treat them with care."
-            )
-        else:
-            print(
-                "  Every measurement behind the figures was server-bound (server core >= 85% "
-                "busy, wrk < 90%): the client was not the limit."
-            )
-
-    print("\n[targets]")
-    print(f"  {'issue':<6}{'figure':<58}{'target':>9}{'measured':>11}  verdict  (by CPU)")
-    for t in table:
-        measured = "-" if t.measured is None else f"{t.measured:.2f}{t.unit}"
-        by_cpu = "" if t.by_cpu is None else f"  ({t.by_cpu:.2f}{t.unit})"
-        print(f"  #{t.issue:<5}{t.name:<58}{t.target:>9}{measured:>11}  {t.verdict():<7}{by_cpu}")
-        if t.note:
-            print(f"  {'':<6}  ({t.note})")
 
 
 if __name__ == "__main__":
