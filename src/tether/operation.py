@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -80,11 +79,10 @@ class OperationSpec:
     """For a service method: the class dependencies it reads (None: all of them)."""
 
 
-_marked_methods: dict[str, list[weakref.ref[Callable[..., Any]]]] = {}
+_marked_methods: dict[str, list[Callable[..., Any]]] = {}
 """Marked functions defined in a class body, by "module:class qualname", until the class exists.
 
 Lets a service detect a marked method that a later definition in the same body shadowed.
-Weak references: the marks of classes that never become services do not keep them alive.
 """
 
 
@@ -92,16 +90,12 @@ def _note_method(func: Callable[..., Any]) -> None:
     qualname = getattr(func, "__qualname__", "")
     owner, _, _ = qualname.rpartition(".")
     if owner and not owner.endswith("<locals>"):
-        key = f"{func.__module__}:{owner}"
-        alive = [ref for ref in _marked_methods.get(key, ()) if ref() is not None]
-        alive.append(weakref.ref(func))
-        _marked_methods[key] = alive
+        _marked_methods.setdefault(f"{func.__module__}:{owner}", []).append(func)
 
 
 def take_marked_methods(cls: type) -> list[Callable[..., Any]]:
     """Return (and forget) the marked functions whose definition was inside `cls`'s body."""
-    refs = _marked_methods.pop(f"{cls.__module__}:{cls.__qualname__}", [])
-    return [func for func in (ref() for ref in refs) if func is not None]
+    return _marked_methods.pop(f"{cls.__module__}:{cls.__qualname__}", [])
 
 
 def get_spec(func: Any) -> OperationSpec | None:
