@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import httpx
 import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI, Header, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.types import Message
 
 from tests.examples.test_docs_examples import load
@@ -539,6 +539,32 @@ class TestOpenApi:
         assert "/api/stream/ticks" in paths
         assert "/api/call/ticks" not in paths
         assert "/api/call/plain" in paths
+
+    async def test_query_constraints_aliases_and_a_dependency_named_params(self) -> None:
+        api = Tether(prefix="/api")
+
+        @api.stream
+        async def limited(
+            n: Annotated[int, Field(ge=1, le=10)],
+            params: Annotated[str | None, Header()] = None,
+            tags: Annotated[list[str], Field(alias="tag")] = [],  # noqa: B006
+        ) -> AsyncIterator[int]:
+            for i in range(n):
+                yield i
+
+        app = FastAPI()
+        api.mount(app, transports=[SseTransport()])
+        async with client_for(app) as client:
+            document = (await client.get("/openapi.json")).json()
+            assert data(await client.get("/api/stream/limited?n=2")) == ["0", "1"]
+            assert (await client.get("/api/stream/limited?n=11")).status_code == 422
+        limited_doc = document["paths"]["/api/stream/limited"]
+        by_name = {p["name"]: p for p in limited_doc["get"]["parameters"]}
+        assert by_name["n"]["schema"]["minimum"] == 1
+        assert by_name["n"]["schema"]["maximum"] == 10
+        assert by_name["params"]["in"] == "header"
+        assert by_name["tag"]["in"] == "query"
+        assert "requestBody" in limited_doc["post"]
 
     async def test_stream_added_after_mount_is_documented(self) -> None:
         api = Tether(prefix="/api")
