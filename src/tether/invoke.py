@@ -167,6 +167,7 @@ class Invoker:
         ctx: CallContext,
         dependencies: Sequence[params.Depends],
         stack: AsyncExitStack,
+        dependency_cache: dict[Any, Any] | None = None,
     ) -> dict[Any, Any]:
         """Solve dependencies shared by many calls (a batch, a connection) once.
 
@@ -174,11 +175,14 @@ class Invoker:
         task around all the calls. Returns FastAPI's dependency cache, to pass as
         `dependency_cache` to each call so that they reuse the shared values.
 
+        `dependency_cache` seeds the solve with values already shared at a wider scope (a
+        batch on a WebSocket reuses the connection's).
+
         Raises:
             TetherError: a shared dependency failed; every call it covers fails the same way.
         """
         if not dependencies:
-            return {}
+            return dict(dependency_cache) if dependency_cache else {}
         plan = self._shared_plans.get(tuple(dependencies))
         if plan is None:
             plan = DependencyPlan((), path="", dependencies=dependencies)
@@ -186,7 +190,9 @@ class Invoker:
         try:
             request = ctx.request(scope_with_stacks(ctx.scope, stack, stack))
             solved = await plan.solve(
-                request, overrides_provider=self.overrides_provider or ctx.scope.get("app")
+                request,
+                overrides_provider=self.overrides_provider or ctx.scope.get("app"),
+                dependency_cache=dict(dependency_cache) if dependency_cache else None,
             )
         except Exception as exc:
             raise self.map_exception(exc, "shared dependencies") from None
