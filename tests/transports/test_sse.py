@@ -452,6 +452,46 @@ class TestClientLeaving:
         assert exchange.sent == []
         assert world.log == []
 
+    @pytest.mark.parametrize("fail_at", [0, 3])
+    async def test_a_send_that_raises_oserror_is_a_client_that_left(
+        self, fail_at: int, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Servers other than uvicorn may raise from `send` once the client is gone."""
+        world = World()
+        exchange = RawExchange(leave_after=None)
+        original = exchange.send
+
+        async def send(message: Message) -> None:
+            if len(exchange.sent) == fail_at:
+                raise ConnectionResetError("gone")
+            await original(message)
+
+        exchange.send = send  # type: ignore[method-assign]
+        with caplog.at_level(logging.ERROR, logger="tether"):
+            await exchange.run(create_app(world), "GET", "/api/stream/forever")
+        assert len(exchange.sent) == fail_at
+        assert world.log == ["open", "saw StreamAborted: the client disconnected", "close"]
+        assert caplog.records == []
+
+    async def test_a_heartbeat_that_raises_oserror_ends_the_stream(self) -> None:
+        world = World()
+        exchange = RawExchange(leave_after=None)
+        original = exchange.send
+
+        async def send(message: Message) -> None:
+            if message.get("body") == b": ping\n\n":
+                raise BrokenPipeError("gone")
+            await original(message)
+
+        exchange.send = send  # type: ignore[method-assign]
+        await exchange.run(
+            create_app(world, heartbeat=0.03), "GET", "/api/stream/ticks", b"n=1000&ms=10"
+        )
+        bodies = [m for m in exchange.sent if m["type"] == "http.response.body"]
+        assert 1 <= len(bodies) < 1000
+        assert all(m.get("more_body") for m in bodies)  # no `end`: the client is gone
+        assert world.log == ["open", "saw StreamAborted: the client disconnected", "close"]
+
     async def test_stream_aborted_is_an_exception(self) -> None:
         assert issubclass(StreamAborted, Exception)
 

@@ -300,9 +300,13 @@ class _Exchange:
         try:
             async with stream as items:
                 send = self.send
-                await send(
-                    {"type": "http.response.start", "status": 200, "headers": self._headers()}
-                )
+                try:
+                    await send(
+                        {"type": "http.response.start", "status": 200, "headers": self._headers()}
+                    )
+                except OSError as exc:
+                    self.client_gone = True
+                    raise StreamAborted("the client disconnected") from exc
                 self.started = True
                 group.start_soon(self._heartbeat)
                 server = self.transport.uvicorn_server()
@@ -329,6 +333,11 @@ class _Exchange:
                     except TetherError as error:
                         failure = error
                         raise
+                    except OSError as exc:
+                        # Only `send` raises it (the stream's own errors are TetherErrors):
+                        # servers other than uvicorn report a vanished client this way.
+                        self.client_gone = True
+                        raise StreamAborted("the client disconnected") from exc
                 if iteration.cancelled_caught:
                     raise StreamAborted(
                         "the server is shutting down"
@@ -362,8 +371,7 @@ class _Exchange:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                self.client_gone = True
-                self.scope.cancel()
+                self._client_left()
                 return
 
     async def _watch_shutdown(self, server: Any) -> None:
@@ -377,7 +385,15 @@ class _Exchange:
         interval = self.transport.heartbeat
         while True:
             await anyio.sleep(interval)
-            await self.send(_PING)
+            try:
+                await self.send(_PING)
+            except OSError:
+                self._client_left()
+                return
+
+    def _client_left(self) -> None:
+        self.client_gone = True
+        self.scope.cancel()
 
 
 async def _send_error(send: Send, error: TetherError) -> None:
