@@ -31,9 +31,11 @@ from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, overload
 from uuid import UUID
 
+import orjson
 from fastapi import params
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic.fields import FieldInfo
+from pydantic_core import SchemaValidator
 
 from .auth import validate_policy
 from .dependencies import DependencyPlan, is_dependency_parameter
@@ -263,7 +265,7 @@ class ResultEncoder:
     except when it already is exactly the declared class, which is dumped directly.
     """
 
-    __slots__ = ("adapter", "exact")
+    __slots__ = ("adapter", "exact", "native", "serialize", "validate")
 
     def __init__(self, output_type: Any) -> None:
         self.adapter: TypeAdapter[Any] = TypeAdapter(output_type)
@@ -273,16 +275,25 @@ class ResultEncoder:
             and (issubclass(output_type, BaseModel) or output_type in _EXACT_BUILTINS)
             else None
         )
+        # orjson writes these scalars exactly as pydantic does, several times faster.
+        self.native = output_type in _NATIVE_SCALARS
+        self.serialize = self.adapter.serializer.to_json
+        self.validate = self.adapter.validator.validate_python
 
     def to_json(self, value: Any) -> bytes:
         """Return `value` as JSON bytes, validated against the output type first if needed."""
         if self.exact is not None and type(value) is self.exact:
-            return self.adapter.dump_json(value, by_alias=True)
-        coerced = self.adapter.validate_python(value, from_attributes=True)
-        return self.adapter.dump_json(coerced, by_alias=True)
+            if self.native:
+                try:
+                    return orjson.dumps(value)
+                except TypeError:  # an int beyond 64 bits
+                    pass
+            return self.serialize(value, by_alias=True)
+        return self.serialize(self.validate(value, from_attributes=True), by_alias=True)
 
 
 _EXACT_BUILTINS = (int, str, float, bool, NoneType, list, dict)
+_NATIVE_SCALARS = (int, str, bool, NoneType)
 
 
 _SCALARS: tuple[type, ...] = (
@@ -365,6 +376,8 @@ class Operation:
     """Per input: read repeated from a query string? None when GET cannot carry the input."""
     renamed: Mapping[str, str] = field(default_factory=dict)
     """Input model field name -> parameter name, for parameters that shadow BaseModel names."""
+    validate_params: Callable[[Any], dict[str, Any]] = field(default=dict)
+    """Validates params into a fresh dict of field values, as the input model would."""
 
     def bind(self, params: Mapping[str, Any] | BaseModel | None) -> dict[str, Any]:
         """Validate `params` against the input model and return the keyword arguments.
@@ -375,17 +388,16 @@ class Operation:
         if params is None:
             params = {}
         if isinstance(params, self.input_model):
-            model = params
+            values = dict(params.__dict__)
         else:
             if not self.input_names and not params:
                 return {}
             try:
-                model = self.input_model.model_validate(params)
+                values = self.validate_params(params)
             except ValidationError as exc:
                 raise ValidationFailed.from_errors(
                     exc.errors(include_url=False, include_context=False, include_input=False)
                 ) from None
-        values = dict(model.__dict__)
         for field_name, param_name in self.renamed.items():
             values[param_name] = values.pop(field_name)
         return values
@@ -424,6 +436,35 @@ class Operation:
             else:
                 result[key] = value
         return result
+
+
+def fields_validator(model: type[BaseModel]) -> Callable[[Any], dict[str, Any]]:
+    """Return a validator that checks data exactly as `model` does, returning a plain dict.
+
+    It runs the model's own core schema without building an instance: about twice as fast,
+    with the same errors.
+    """
+    schema: Any = model.__pydantic_core_schema__
+    inner: Any = None
+    if schema["type"] == "model":
+        inner = schema["schema"]
+    elif schema["type"] == "definitions" and schema["schema"]["type"] == "model":
+        inner = {
+            "type": "definitions",
+            "schema": schema["schema"]["schema"],
+            "definitions": schema["definitions"],
+        }
+    if inner is None:  # pragma: no cover - pydantic always builds one of the two shapes
+        validate_model = model.__pydantic_validator__.validate_python
+        return lambda data: validate_model(data).__dict__
+    config = schema["config"] if schema["type"] == "model" else schema["schema"].get("config")
+    validate = SchemaValidator(inner, config).validate_python
+
+    def validate_fields(data: Any) -> dict[str, Any]:
+        values: dict[str, Any] = validate(data)[0]
+        return values
+
+    return validate_fields
 
 
 def _resolve_hints(func: Callable[..., Any], where: str) -> dict[str, Any]:
@@ -564,4 +605,5 @@ def compile_operation(
         input_names=tuple(input_names),
         query_shape=query_shape,
         renamed=renamed,
+        validate_params=fields_validator(input_model),
     )
