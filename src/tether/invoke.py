@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from fastapi import params
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
@@ -305,7 +305,10 @@ class OperationStream:
                 if self._op.is_async:
                     await generator.aclose()
                 else:
-                    await to_thread.run_sync(generator.close)
+                    # Shielded: a cancelled reader must still close the generator now,
+                    # not at garbage collection.
+                    with CancelScope(shield=True):
+                        await to_thread.run_sync(generator.close)
         finally:
             if self._failure is not None and isinstance(exc, TetherError):
                 # Yield dependencies see the operation's own exception, not its mapping.

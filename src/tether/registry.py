@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -333,7 +333,7 @@ class Tether:
         /,
         *,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Iterate a stream operation in-process: `async for item in api.stream_call(...)`.
 
         Dependencies stay open while items are read and close when the loop ends (break

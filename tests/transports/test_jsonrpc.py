@@ -713,15 +713,24 @@ class TestDispatcher:
     async def test_dispatch_without_http(self) -> None:
         api = Tether()
 
+        def offset() -> int:
+            return 0
+
         @api.query
-        async def add(a: int, b: int) -> int:
-            return a + b
+        async def add(a: int, b: int, zero: int = Depends(offset)) -> int:
+            return a + b + zero
+
+        @api.query
+        async def plain(a: int) -> int:
+            return a
 
         dispatcher = JsonRpcDispatcher(api)
         contexts: list[CallContext] = []
 
         def make_context() -> CallContext:
-            ctx = CallContext("websocket", {"type": "websocket", "headers": []})
+            ctx = CallContext(
+                "websocket", {"type": "websocket", "headers": [], "query_string": b""}
+            )
             contexts.append(ctx)
             return ctx
 
@@ -733,8 +742,14 @@ class TestDispatcher:
         assert batch.body == b'[{"jsonrpc":"2.0","id":"a","result":2}]'
         nothing = await dispatcher.dispatch(notification("add", [1, 2]), make_context)
         assert nothing.body is None
+        # One fresh context per call that has dependencies...
         assert len(contexts) == 4
         assert len({id(ctx) for ctx in contexts}) == 4
+        # ...and none for a call without any: the invoker would never read it.
+        assert (await dispatcher.dispatch(request("plain", [5]), make_context)).body == (
+            b'{"jsonrpc":"2.0","id":1,"result":5}'
+        )
+        assert len(contexts) == 4
 
     async def test_a_dependency_cache_seeds_every_call(self) -> None:
         opened: list[str] = []

@@ -22,11 +22,11 @@ import anyio.lowlevel
 import orjson
 from fastapi import params as fastapi_params
 
+from ..context import CallContext
 from ..errors import ConfigurationError, TetherError, ValidationFailed
 from ..schema.openrpc import openrpc_document
 
 if TYPE_CHECKING:
-    from ..context import CallContext
     from ..operation import Operation
     from ..registry import Tether
 
@@ -73,6 +73,7 @@ _HEAD = b'{"jsonrpc":"2.0","id":'
 _NO_DATA: Any = object()
 _ABSENT: Any = object()
 _SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
+_NO_CONTEXT = CallContext("jsonrpc", {"type": "http"})
 
 
 def error_response(id_json: bytes, code: int, message: str, data: Any = _NO_DATA) -> bytes:
@@ -219,7 +220,7 @@ class JsonRpcDispatcher:
             reply.body = call
             return reply
         if not self.batch_dependencies:
-            reply.body = await self._run(call, make_context(), dependency_cache, reply)
+            reply.body = await self._run(call, make_context, dependency_cache, reply)
             return reply
         async with AsyncExitStack() as stack:
             try:
@@ -230,7 +231,7 @@ class JsonRpcDispatcher:
                 if not call.notification:
                     reply.body = tether_error_response(call.id_json, error)
                 return reply
-            reply.body = await self._run(call, make_context(), seed, reply)
+            reply.body = await self._run(call, make_context, seed, reply)
         return reply
 
     async def _dispatch_batch(
@@ -302,7 +303,7 @@ class JsonRpcDispatcher:
     ) -> None:
         if len(calls) == 1:
             index, call = calls[0]
-            results[index] = await self._run(call, make_context(), seed, reply)
+            results[index] = await self._run(call, make_context, seed, reply)
             return
         count = len(calls)
         taken = 0
@@ -314,7 +315,7 @@ class JsonRpcDispatcher:
             while taken < count:
                 index, call = calls[taken]
                 taken += 1
-                results[index] = await self._run(call, make_context(), seed, reply)
+                results[index] = await self._run(call, make_context, seed, reply)
 
         limit = min(self.max_concurrency, count)
         async with anyio.create_task_group() as group:
@@ -381,7 +382,7 @@ class JsonRpcDispatcher:
     async def _run(
         self,
         call: _Call,
-        ctx: CallContext,
+        make_context: ContextFactory,
         dependency_cache: dict[Any, Any] | None,
         reply: JsonRpcReply,
     ) -> bytes | None:
@@ -394,12 +395,16 @@ class JsonRpcDispatcher:
             else:
                 if type(params) is list:
                     params = op.params_from_positional(params)
-                try:
-                    result = await self.api.invoker.call(
-                        ctx, op, params, encode=True, dependency_cache=dependency_cache
-                    )
-                finally:
-                    if op.plan is not None:
+                if op.plan is None:
+                    # No dependencies: the invoker never reads the context, so none is built.
+                    result = await self.api.invoker.call(_NO_CONTEXT, op, params, encode=True)
+                else:
+                    ctx = make_context()
+                    try:
+                        result = await self.api.invoker.call(
+                            ctx, op, params, encode=True, dependency_cache=dependency_cache
+                        )
+                    finally:
                         # Only dependencies leave background tasks or response headers.
                         reply._collect(ctx)
         except TetherError as error:
