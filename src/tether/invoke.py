@@ -207,7 +207,10 @@ class Invoker:
             detail = exc.detail
             message = detail if isinstance(detail, str) else None
             mapped = error_for_status(
-                exc.status_code, message, None if isinstance(detail, str) else detail
+                exc.status_code,
+                message,
+                None if isinstance(detail, str) else detail,
+                headers=getattr(exc, "headers", None),
             )
             if not isinstance(mapped, InternalError):
                 return mapped

@@ -48,6 +48,7 @@ __all__ = (
     "command",
     "compile_operation",
     "get_spec",
+    "make_spec",
     "operation",
     "query",
     "stream",
@@ -106,7 +107,7 @@ def get_spec(func: Any) -> OperationSpec | None:
     return spec if isinstance(spec, OperationSpec) else None
 
 
-def _make_spec(
+def make_spec(
     kind: str,
     *,
     name: str | None,
@@ -118,6 +119,7 @@ def _make_spec(
     errors: Sequence[type[TetherError]] | None,
     uses: Sequence[str] | None = None,
 ) -> OperationSpec:
+    """Check a decorator's options and return the spec they describe."""
     if kind not in _KINDS:
         raise ConfigurationError(f"kind must be one of {_KINDS}, not {kind!r}")
     for error in errors or ():
@@ -155,7 +157,7 @@ def operation(
     `uses` applies to service methods only: the class dependencies the method reads, so
     that the others (which may be expensive) are not solved for it.
     """
-    spec = _make_spec(
+    spec = make_spec(
         kind,
         name=name,
         auth=auth,
@@ -574,10 +576,12 @@ def compile_operation(
         if needs_plan
         else None
     )
-    shapes = {
-        param: _query_shape(fields[field_name][0])
-        for field_name, param in zip(fields, input_names, strict=True)
-    }
+    # Keyed by the name on the wire: a query string carries an aliased input by its alias.
+    shapes = {}
+    for field_name in fields:
+        info = input_model.model_fields[field_name]
+        wire = info.validation_alias if isinstance(info.validation_alias, str) else info.alias
+        shapes[wire or field_name] = _query_shape(fields[field_name][0])
     query_shape = (
         None if any(s is None for s in shapes.values()) else {k: bool(v) for k, v in shapes.items()}
     )

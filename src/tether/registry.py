@@ -12,8 +12,8 @@ from fastapi import params
 from .context import CallContext, in_process_scope
 from .dependencies import BatchScoped, ConnectionScoped
 from .errors import ConfigurationError, NotFound, TetherError
-from .invoke import Invoker
-from .operation import Kind, Operation, OperationSpec, compile_operation, get_spec, operation
+from .invoke import Invoker, logger
+from .operation import Kind, Operation, OperationSpec, compile_operation, get_spec, make_spec
 from .services import ServiceTable, bound_operation_function, free_typevars, service_table
 
 if TYPE_CHECKING:
@@ -180,10 +180,12 @@ class Tether:
         return ops
 
     def _decorator(self, kind: Kind, func: Any, options: dict[str, Any]) -> Any:
-        mark = operation(kind=kind, **options)
+        spec = _spec_of(kind, options)
 
         def register(f: F) -> F:
-            self.add(mark(f))
+            # Not marked: a bound method or a builtin cannot carry the attribute, and the
+            # spec is passed along instead.
+            self.add(f, spec)
             return f
 
         return register if func is None else register(func)
@@ -322,8 +324,7 @@ class Tether:
             "inprocess", in_process_scope(self.app, f"{self.prefix}/call/{name}", headers)
         )
         result = await self.invoker.call(ctx, op, params)
-        if ctx.background is not None:
-            await ctx.background()
+        await _run_background(ctx, name)
         return result
 
     async def stream_call(
@@ -349,8 +350,7 @@ class Tether:
         async with self.invoker.stream(ctx, op, params) as items:
             async for item in items:
                 yield item
-        if ctx.background is not None:
-            await ctx.background()
+        await _run_background(ctx, name)
 
     # -- mounting -----------------------------------------------------------------------
 
@@ -370,6 +370,29 @@ class Tether:
         for transport in self._transports:
             transport.attach(self, app)
         app.openapi_schema = None
+
+
+def _spec_of(kind: Kind, options: dict[str, Any]) -> OperationSpec:
+    defaults: dict[str, Any] = {
+        "name": None,
+        "auth": None,
+        "tags": None,
+        "summary": None,
+        "description": None,
+        "deprecated": False,
+        "errors": None,
+    }
+    return make_spec(kind, **{**defaults, **options})
+
+
+async def _run_background(ctx: CallContext, name: str) -> None:
+    """Run the call's background tasks; a failure is logged, as over HTTP after the reply."""
+    if ctx.background is None:
+        return
+    try:
+        await ctx.background()
+    except Exception:
+        logger.exception("a background task of operation %r failed", name)
 
 
 def _scoped(kind: type[params.Depends], depends: params.Depends) -> params.Depends:
