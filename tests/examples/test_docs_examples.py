@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import Header
 
 from tether import Operation
 
@@ -401,3 +402,22 @@ def test_testing_1_factory_builds_independent_apps() -> None:
     assert first is not second
     assert isinstance(first.get("divide"), Operation)
     assert first.get("divide") is not second.get("divide")
+
+
+async def test_auth_1_resolver_runs_once_per_call() -> None:
+    module = load("auth_1")
+    calls: list[str | None] = []
+
+    async def counting_user(authorization: str | None = Header(None)) -> Any:
+        calls.append(authorization)
+        return await module.current_user(authorization)
+
+    # The override replaces both uses of current_user: as the resolver and as `me`'s parameter.
+    module.app.dependency_overrides[module.current_user] = counting_user
+    async with client_for(module) as client:
+        response = await client.post("/api/call/me", headers={"Authorization": "Bearer t-alan"})
+        assert body(response)["result"]["name"] == "alan"
+        assert calls == ["Bearer t-alan"]
+        # Operations without a policy never run the resolver.
+        assert body(await client.post("/api/call/public")) == {"result": "hello"}
+        assert calls == ["Bearer t-alan"]
