@@ -378,8 +378,10 @@ class Operation:
     """Per input: read repeated from a query string? None when GET cannot carry the input."""
     renamed: Mapping[str, str] = field(default_factory=dict)
     """Input model field name -> parameter name, for parameters that shadow BaseModel names."""
-    validate_params: Callable[[Any], dict[str, Any]] = field(default=dict)
-    """Validates params into a fresh dict of field values, as the input model would."""
+    validate_params: Callable[[Any], tuple[dict[str, Any], Any, Any]] = field(
+        default=lambda data: (dict(data), None, None)
+    )
+    """Validates params as the input model would: (fresh dict of field values, _, _)."""
 
     def bind(self, params: Mapping[str, Any] | BaseModel | None) -> dict[str, Any]:
         """Validate `params` against the input model and return the keyword arguments.
@@ -395,7 +397,7 @@ class Operation:
             if not self.input_names and not params:
                 return {}
             try:
-                values = self.validate_params(params)
+                values = self.validate_params(params)[0]
             except ValidationError as exc:
                 raise ValidationFailed.from_errors(
                     exc.errors(include_url=False, include_context=False, include_input=False)
@@ -440,8 +442,10 @@ class Operation:
         return result
 
 
-def fields_validator(model: type[BaseModel]) -> Callable[[Any], dict[str, Any]]:
-    """Return a validator that checks data exactly as `model` does, returning a plain dict.
+def fields_validator(
+    model: type[BaseModel],
+) -> Callable[[Any], tuple[dict[str, Any], Any, Any]]:
+    """Return a validator that checks data exactly as `model` does, into a plain dict.
 
     It runs the model's own core schema without building an instance: about twice as fast,
     with the same errors.
@@ -458,15 +462,13 @@ def fields_validator(model: type[BaseModel]) -> Callable[[Any], dict[str, Any]]:
         }
     if inner is None:  # pragma: no cover - pydantic always builds one of the two shapes
         validate_model = model.__pydantic_validator__.validate_python
-        return lambda data: validate_model(data).__dict__
+        return lambda data: (validate_model(data).__dict__, None, None)
     config = schema["config"] if schema["type"] == "model" else schema["schema"].get("config")
-    validate = SchemaValidator(inner, config).validate_python
-
-    def validate_fields(data: Any) -> dict[str, Any]:
-        values: dict[str, Any] = validate(data)[0]
-        return values
-
-    return validate_fields
+    # Returns (values, extra, fields_set): `bind` keeps the values.
+    validate: Callable[[Any], tuple[dict[str, Any], Any, Any]] = SchemaValidator(
+        inner, config
+    ).validate_python
+    return validate
 
 
 def _resolve_hints(func: Callable[..., Any], where: str) -> dict[str, Any]:
