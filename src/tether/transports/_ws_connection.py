@@ -18,6 +18,7 @@ subscription's cancel scope for a subscription); every open JSON-RPC subscriptio
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,7 @@ from ._ws_envelope import (
     uuid_of,
     valid_uuid,
 )
-from ._ws_outbox import Outbox
+from ._ws_outbox import Outbox, Signal
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -92,10 +93,14 @@ class Connection:
         self.close_reason = ""
         self.gone = False
         """The client has left: nothing more can be sent."""
-        self.outbox = Outbox(transport.max_queued_messages, self._overflow)
+        self.outbox = Outbox(transport.max_queued_messages, send, self._overflow, self._gone)
         self._group: TaskGroup | None = None
         self._in_flight = 0
-        self._slot: anyio.Event | None = None
+        self._slot = Signal()
+        self._waiting_for_slot = False
+        self._work: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._idle: list[Signal] = []
+        self._workers = 0
         self._pending: dict[Any, anyio.CancelScope | None] = {}
         self._rpc_subscriptions: dict[Any, anyio.CancelScope] = {}
         self._subscriptions = 0
@@ -122,7 +127,7 @@ class Connection:
             if self.close_code is None:
                 async with anyio.create_task_group() as group:
                     self._group = group
-                    group.start_soon(self._send_loop)
+                    group.start_soon(self.outbox.run)
                     await self._read_loop()
                     group.cancel_scope.cancel()
             if self.close_code is not None and not self.gone:
@@ -157,12 +162,10 @@ class Connection:
     def _overflow(self) -> None:
         self.close(1013, "Client is not reading its messages")
 
-    async def _send_loop(self) -> None:
-        try:
-            await self.outbox.run(self.send)
-        except Exception:  # the client went away while a message was being sent
-            self.gone = True
-            assert self._group is not None
+    def _gone(self) -> None:
+        # Sending failed: the client went away.
+        self.gone = True
+        if self._group is not None:
             self._group.cancel_scope.cancel()
 
     async def _read_loop(self) -> None:
@@ -173,8 +176,8 @@ class Connection:
         while True:
             if self._in_flight >= cap:
                 # Backpressure: read nothing more until a call finishes.
-                slot = self._slot = anyio.Event()
-                await slot.wait()
+                self._waiting_for_slot = True
+                await self._slot.wait()
                 continue
             message = await receive()
             if message["type"] != "websocket.receive":
@@ -201,15 +204,43 @@ class Connection:
 
     def _start(self, func: Callable[..., Any], *args: Any) -> None:
         self._in_flight += 1
-        assert self._group is not None
-        self._group.start_soon(func, *args)
+        work = self._work
+        work.append((func, args))
+        if len(work) == 1:
+            # Otherwise a worker is already due to take the queue's head (and wakes more).
+            self._summon_worker()
+
+    def _summon_worker(self) -> None:
+        idle = self._idle
+        if idle:
+            idle.pop().set()
+        elif self._workers < self.transport.max_in_flight:
+            self._workers += 1
+            assert self._group is not None
+            self._group.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        # A worker runs one message at a time, from start to end, in its own task: the
+        # message's exit stacks are entered and closed here. Spawning a task per message
+        # costs more than the call itself, so workers are kept (at most max_in_flight).
+        work = self._work
+        idle = self._idle
+        wake = Signal()
+        while True:
+            while work:
+                func, args = work.popleft()
+                if work:
+                    # More is waiting: let another worker take it while this one runs.
+                    self._summon_worker()
+                await func(*args)
+            idle.append(wake)
+            await wake.wait()
 
     def _release(self) -> None:
         self._in_flight -= 1
-        slot = self._slot
-        if slot is not None:
-            self._slot = None
-            slot.set()
+        if self._waiting_for_slot:
+            self._waiting_for_slot = False
+            self._slot.set()
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -334,7 +365,7 @@ class Connection:
                 )
             # The uuid is free again before the client can see the reply.
             del self._pending[uuid]
-            self.outbox.put(message)
+            await self.outbox.send(message)
             if ctx.background is not None:
                 await _run_background(ctx)
         finally:
@@ -369,7 +400,7 @@ class Connection:
                     ctx, op, params, encode=True, dependency_cache=self.seed
                 ) as items:
                     async for item in items:
-                        await outbox.put_item(item_message(item))
+                        await outbox.send_item(item_message(item))
                         count += 1
         except TetherError as error:
             return count, error
@@ -399,7 +430,7 @@ class Connection:
         else:
             end = "cancelled" if cancel.cancel_called else "end"
             message = headed_reply(uuid_json, 200, {"stream": end, "items": count}, None)
-        self.outbox.put(message)
+        await self.outbox.send(message)
 
     # -- JSON-RPC ---------------------------------------------------------------------------
 
@@ -424,7 +455,7 @@ class Connection:
                 message, self._make_context, dependency_cache=self.seed
             )
             if answer.body is not None:
-                self.outbox.put(answer.body)
+                await self.outbox.send(answer.body)
             await answer.run_background()
         finally:
             self._release()
@@ -479,7 +510,7 @@ class Connection:
         else:
             summary = {"items": count, "cancelled": cancel.cancel_called}
             message = _RPC_HEAD + id_json + b',"result":' + orjson.dumps(summary) + b"}"
-        self.outbox.put(message)
+        await self.outbox.send(message)
 
     def _rpc_cancel(self, message: dict[str, Any]) -> bool:
         """Cancel a subscription; False leaves a malformed request to the dispatcher."""
