@@ -94,9 +94,7 @@ class MemorySocket:
         await self._to_app_send.send({"type": "websocket.connect"})
         with anyio.fail_after(5):
             message = await self._from_app_receive.receive()
-        if message["type"] != "websocket.accept":
-            await self._finish()
-            raise Closed(message.get("code", 1000), message.get("reason", ""))
+        assert message["type"] == "websocket.accept", message
         self.accepted = True
         return self
 
@@ -153,9 +151,9 @@ class MemorySocket:
         with anyio.fail_after(5):
             await self.app_done.wait()
 
-    async def receive(self, timeout: float = 5) -> Any:
+    async def receive(self, wait: float = 5) -> Any:
         """The next message as JSON; raises Closed when the app closes the socket."""
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(wait):
             message = await self._from_app_receive.receive()
         if message["type"] == "websocket.close":
             raise Closed(message.get("code", 1000), message.get("reason", ""))

@@ -89,9 +89,6 @@ class Outbox:
         self._sending = False
         self._room: anyio.Event | None = None
 
-    def __len__(self) -> int:
-        return len(self._messages)
-
     def put(self, message: bytes) -> None:
         """Queue a reply; when the queue is full, the client is too slow: call `on_overflow`."""
         if len(self._messages) >= self.capacity:
