@@ -516,6 +516,7 @@ class TestLimits:
     async def test_past_the_in_flight_cap_the_server_stops_reading(self) -> None:
         api = Tether()
         release = anyio.Event()
+        two_running = anyio.Event()
         running = 0
         most = 0
 
@@ -524,6 +525,8 @@ class TestLimits:
             nonlocal running, most
             running += 1
             most = max(most, running)
+            if running == 2:
+                two_running.set()
             await release.wait()
             running -= 1
             return i
@@ -533,8 +536,7 @@ class TestLimits:
             for i in range(5):
                 await ws.send_json({"uuid": i, "route": "slow", "payload": i})
             with anyio.fail_after(5):
-                while running < 2:
-                    await anyio.sleep(0.01)
+                await two_running.wait()
             await anyio.sleep(0.05)
             assert running == 2
             assert ws.unread == 3
