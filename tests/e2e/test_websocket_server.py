@@ -251,13 +251,16 @@ def subscribe_forever(server: LiveServer) -> ClientConnection:
     return ws
 
 
+def read_forever(ws: ClientConnection) -> None:
+    while True:
+        ws.recv(timeout=5)
+
+
 def drain_close_code(ws: ClientConnection) -> int:
-    try:
-        while True:
-            ws.recv(timeout=5)
-    except ConnectionClosed as closed:
-        assert closed.rcvd is not None
-        return closed.rcvd.code
+    with pytest.raises(ConnectionClosed) as closed:
+        read_forever(ws)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
 
 
 def test_shutdown_closes_sockets_with_1001_and_does_not_hang() -> None:
