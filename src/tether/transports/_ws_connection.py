@@ -468,7 +468,7 @@ class Connection:
         if "id" not in message or not valid_uuid(message["id"]):
             return False
         params = message.get("params")
-        if params is not None and type(params) is not dict and type(params) is not list:
+        if "params" in message and type(params) is not dict and type(params) is not list:
             return False
         id_value = message["id"]
         id_json = orjson.dumps(id_value)
@@ -519,6 +519,8 @@ class Connection:
         if not notification and id_value is not None and not valid_uuid(id_value):
             return False
         params = message.get("params")
+        if "params" in message and type(params) is not dict and type(params) is not list:
+            return False
         if type(params) is dict and "subscription" in params and len(params) == 1:
             target = params["subscription"]
         elif type(params) is list and len(params) == 1:
