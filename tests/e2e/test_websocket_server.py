@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
+from examples.docs.websocket_shutdown import TetherServer
 from fastapi import FastAPI, Header, HTTPException
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -234,16 +234,6 @@ def test_a_client_that_does_not_read_is_closed_with_1013_and_others_are_served(
 # -- shutdown -------------------------------------------------------------------------------
 
 
-class ClosingServer(uvicorn.Server):
-    """uvicorn with the documented hook: close tether's sockets (1001) before shutting down."""
-
-    transport: WebSocketTransport
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        await self.transport.shutdown()
-        await super().shutdown(sockets)
-
-
 def subscribe_forever(server: LiveServer) -> ClientConnection:
     ws = connect(f"{server.ws_url}/api/ws", legacy=True)
     ws.send(json.dumps({"uuid": 1, "route": "ticks", "payload": {"n": 10**9, "ms": 1}}))
@@ -267,8 +257,8 @@ def test_shutdown_closes_sockets_with_1001_and_does_not_hang() -> None:
     events = Events()
     app, transport = build(events)
     server = LiveServer(app)
-    closing = ClosingServer(server.config)
-    closing.transport = transport
+    # The documented hook (docs/transports/websocket.md): close with 1001 before shutting down.
+    closing = TetherServer(server.config, transport)
     server.server = closing
     server.thread = threading.Thread(target=closing.run, daemon=True)
     server.start()
