@@ -66,7 +66,7 @@ def tether_app() -> Any:
 def observable_socket_app() -> Any:
     """The same sum on fastapi-observable-socket's SocketRouter, at `/ws`."""
     from fastapi import FastAPI
-    from fastapi_observable_socket import SocketRouter, Status
+    from fastapi_observable_socket import SocketRouter, Status  # type: ignore[import-untyped]
 
     router = SocketRouter()
 
@@ -75,7 +75,7 @@ def observable_socket_app() -> Any:
     async def hydrate(ws: Any, message: dict[str, Any]) -> Any:
         return message["payload"]
 
-    @router.route("math/sum", options={"hydrate": hydrate})
+    @router.route("math/sum", options={"hydrate": hydrate})  # type: ignore[untyped-decorator]
     async def sum_handler(values: list[int]) -> Any:
         return {"status": Status.OK, "payload": {"sum": sum(values)}}
 
@@ -254,14 +254,15 @@ def client_process(
     async def main() -> None:
         loop = asyncio.get_running_loop()
         protocols = []
-        for index in range(connections):
+        for _ in range(connections):
             frames = request_frames(4096)
-            _, protocol = await loop.create_connection(
-                lambda frames=frames: LoadProtocol(path, port, frames), "127.0.0.1", port
-            )
+
+            def make(frames: list[bytes] = frames) -> LoadProtocol:
+                return LoadProtocol(path, port, frames)
+
+            _, protocol = await loop.create_connection(make, "127.0.0.1", port)
             await protocol.ready
             protocols.append(protocol)
-            del index
         readings = []
         for mark in marks:
             await asyncio.sleep(max(0.0, mark - time.time()))
@@ -295,7 +296,7 @@ def measure(
                     raise RuntimeError(f"{name} server did not start") from None
                 time.sleep(0.05)
         path = SERVERS[name][1]
-        cores = sorted(os.sched_getaffinity(0) - {0}) or [None]
+        cores: list[int | None] = [*sorted(os.sched_getaffinity(0) - {0})] or [None]
         start = time.time() + 1.0 + 0.2 * connections
         marks = [start + warmup, start + warmup + duration]
         per_process = [connections // processes] * processes

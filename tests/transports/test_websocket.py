@@ -214,8 +214,9 @@ def small_api() -> Tether:
     ["max_in_flight", "max_subscriptions", "max_queued_messages", "max_message_size"],
 )
 def test_limits_must_be_positive(option: str) -> None:
+    options: dict[str, Any] = {option: 0}
     with pytest.raises(ConfigurationError, match=option):
-        WebSocketTransport(**{option: 0})
+        WebSocketTransport(**options)
 
 
 def test_guards_must_be_callables_or_depends() -> None:

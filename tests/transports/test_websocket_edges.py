@@ -2,7 +2,7 @@
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import anyio
@@ -41,12 +41,12 @@ class FlakySend:
         self.fail = False
         self.fail_on_close = False
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def __call__(self, message: MutableMapping[str, Any]) -> None:
         if self.fail and message["type"] == "websocket.send":
             raise OSError("client went away")
         if self.fail_on_close and message["type"] == "websocket.close":
             raise OSError("client went away")
-        self.sent.append(message)
+        self.sent.append(dict(message))
 
 
 def transport_for(api: Tether, **options: Any) -> WebSocketTransport:

@@ -303,7 +303,7 @@ class TestEnvelopeSubscriptions:
                 )
             await ws.send_json({"uuid": 3, "route": "ticks", "payload": {"n": 1}})
             await ws.send_json({"jsonrpc": "2.0", "id": 4, "method": "ticks", "params": {"n": 1}})
-            refused = []
+            refused: list[Any] = []
             while len(refused) < 2:
                 message = await ws.receive()
                 if message.get("status") == 429 or "error" in message:
