@@ -124,3 +124,18 @@ def test_errors_page_has_the_builtin_error_table() -> None:
         + error_table()
     )
     assert len(error_table_rows()) == len(BUILTIN_ERRORS) >= 8
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", CORE_PAGES)
+def test_relative_links_resolve(page: str) -> None:
+    path = ROOT / page
+    broken = []
+    for target in LINK.findall(path.read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://", "#")):
+            continue
+        if not (path.parent / target.split("#", 1)[0]).exists():
+            broken.append(target)
+    assert broken == [], f"{page}: links to missing files"

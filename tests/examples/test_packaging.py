@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from importlib.metadata import entry_points
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_console_scripts_load() -> None:
@@ -11,3 +23,50 @@ def test_console_scripts_load() -> None:
     assert scripts, "no console script of tether is installed"
     for script in scripts:
         assert callable(script.load()), script.value
+
+
+def test_tether_schema_command_loads_an_app_from_the_current_directory(tmp_path: Path) -> None:
+    # The usage src/tether/cli.py documents, run as a user would: the installed command, from
+    # the project's root, naming an app in the project (as `uvicorn examples.todo.app:app` can).
+    command = Path(sys.executable).with_name("tether")
+    completed = subprocess.run(
+        [str(command), "schema", "openapi", "--app", "examples.todo.app:app"],
+        cwd=ROOT,
+        env={**os.environ, "TODO_DB": str(tmp_path / "todo.db"), "PYTHONPATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "/api/call/add_todo" in json.loads(completed.stdout)["paths"]
+
+
+def test_tether_demo_command_serves_the_demo(tmp_path: Path) -> None:
+    port = free_port()
+    command = Path(sys.executable).with_name("tether")
+    process = subprocess.Popen(
+        [str(command), "demo", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "TODO_DB": str(tmp_path / "todo.db"), "PYTHONPATH": ""},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        response: httpx.Response | None = None
+        while response is None:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/call/list_todos")
+            except httpx.ConnectError:
+                if process.poll() is not None:
+                    stderr = process.stderr.read().decode() if process.stderr else ""
+                    raise AssertionError(f"tether demo exited:\n{stderr[-2000:]}") from None
+                assert time.monotonic() < deadline, "tether demo did not start"
+                time.sleep(0.1)
+        assert response.json() == {"result": []}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stderr:
+            process.stderr.close()
