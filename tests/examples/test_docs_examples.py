@@ -270,6 +270,7 @@ async def test_dependencies_3() -> None:
         assert body(scopes, 403)["error"]["message"] == "Missing scopes: ['notes:read']"
         anonymous = await client.get("/api/call/read_notes")
         assert body(anonymous, 401)["error"]["code"] == "UNAUTHORIZED"
+        assert anonymous.headers["www-authenticate"] == "Bearer"
         schema = body(await client.get("/openapi.json"))
     scheme = schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]
     assert scheme["flows"]["password"]["scopes"] == {"notes:read": "Read notes"}
