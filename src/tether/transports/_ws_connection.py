@@ -46,10 +46,7 @@ from ._ws_envelope import (
     item_reply,
     operation_name,
     pong,
-    reply,
-    route_name,
     scope_with_headers,
-    uuid_of,
     valid_uuid,
 )
 from ._ws_outbox import Outbox, Signal
@@ -71,6 +68,7 @@ CANCEL_METHOD = "rpc.cancel"
 SUBSCRIPTION_METHOD = "subscription"
 """Method of the server notifications that carry a JSON-RPC subscription's items."""
 
+_OK_HEAD = b',"status":200,"headers":{},"payload":'
 _RPC_HEAD = b'{"jsonrpc":"2.0","id":'
 _SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
 
@@ -89,6 +87,7 @@ class Connection:
         self.receive = receive
         self.send = send
         self.seed: dict[Any, Any] = {}
+        self._plain_context = CallContext("websocket", scope)
         self.close_code: int | None = None
         self.close_reason = ""
         self.gone = False
@@ -172,6 +171,8 @@ class Connection:
         receive = self.receive
         transport = self.transport
         limit = transport.max_message_size
+        # A text of at most limit/4 characters is at most `limit` bytes of UTF-8.
+        short = limit // 4
         cap = transport.max_in_flight
         while True:
             if self._in_flight >= cap:
@@ -197,7 +198,7 @@ class Connection:
                     )
                 )
                 continue
-            if len(text) > limit // 4 and len(text.encode()) > limit:
+            if len(text) > short and len(text.encode()) > limit:
                 self.close(1009, f"Message exceeds the limit of {limit} bytes")
                 return
             self._dispatch(text)
@@ -270,8 +271,12 @@ class Connection:
             )
 
     def _envelope(self, message: dict[str, Any]) -> None:
-        uuid = uuid_of(message)
-        route = route_name(message)
+        uuid = message.get("uuid")
+        if uuid is None:
+            uuid = message.get("track_id")
+        route = message.get("route")
+        if route is None:
+            route = message.get("path")
         if route == PING:
             self.outbox.put(pong(uuid))
             return
@@ -286,7 +291,7 @@ class Connection:
                 )
             )
             return
-        uuid_json = orjson.dumps(uuid)
+        uuid_json = str(uuid).encode() if type(uuid) is int else orjson.dumps(uuid)
         outbox = self.outbox
         if type(route) is not str:
             outbox.put(
@@ -311,9 +316,9 @@ class Connection:
                 )
             )
             return
-        name = operation_name(route)
-        op = self.api.operations.get(name)
+        op = self.transport.route(route)
         if op is None:
+            name = operation_name(route)
             outbox.put(
                 error_reply(
                     uuid_json,
@@ -349,7 +354,8 @@ class Connection:
         self, uuid: Any, uuid_json: bytes, op: Operation, params: Any, scope: Scope
     ) -> None:
         try:
-            ctx = CallContext("websocket", scope)
+            # Without dependencies the invoker never reads the context: share one.
+            ctx = self._plain_context if op.plan is None else CallContext("websocket", scope)
             try:
                 payload = await self.api.invoker.call(
                     ctx, op, params, encode=True, dependency_cache=self.seed
@@ -359,7 +365,7 @@ class Connection:
             else:
                 response = ctx.response
                 message = (
-                    reply(uuid_json, payload)
+                    b'{"uuid":' + uuid_json + _OK_HEAD + payload + b"}"
                     if response is None
                     else _reply_with_response(uuid_json, payload, response)
                 )
@@ -576,7 +582,7 @@ def _reply_with_response(uuid_json: bytes, payload: bytes, response: Response) -
     # FastAPI leaves the status unset (None) unless a dependency sets one.
     status: int | None = response.status_code
     if not headers and status is None:
-        return reply(uuid_json, payload)
+        return b'{"uuid":' + uuid_json + _OK_HEAD + payload + b"}"
     return (
         b'{"uuid":'
         + uuid_json

@@ -20,27 +20,24 @@ if TYPE_CHECKING:
     from ..operation import Operation
 
 __all__ = (
+    "CANCEL",
     "PING",
     "bind_payload",
     "error_reply",
+    "headed_reply",
+    "item_reply",
+    "operation_name",
     "pong",
-    "reply",
-    "route_name",
     "scope_with_headers",
-    "uuid_of",
+    "valid_uuid",
 )
 
 PING = "PING"
+"""The route of a heartbeat, answered with `PONG`."""
 CANCEL = "CANCEL"
+"""The route that cancels the subscription whose uuid the message carries."""
 
-_OK_HEAD = b',"status":200,"headers":{},"payload":'
 _ITEM_HEAD = b',"status":200,"headers":{"stream":"item"},"payload":'
-
-
-def uuid_of(message: Mapping[str, Any]) -> Any:
-    """Return the request's correlation id (`uuid`, or its alias `track_id`), or None."""
-    uuid = message.get("uuid")
-    return message.get("track_id") if uuid is None else uuid
 
 
 def valid_uuid(uuid: Any) -> bool:
@@ -49,20 +46,9 @@ def valid_uuid(uuid: Any) -> bool:
     return kind is str or kind is int
 
 
-def route_name(message: Mapping[str, Any]) -> Any:
-    """Return the request's route (`route`, or its alias `path`), or None."""
-    route = message.get("route")
-    return message.get("path") if route is None else route
-
-
 def operation_name(route: str) -> str:
     """Turn a route into an operation name: `/` and `.` are equivalent (`math/sum` is `math.sum`)."""
     return route.lstrip("/").replace("/", ".")
-
-
-def reply(uuid_json: bytes, payload_json: bytes) -> bytes:
-    """Return a 200 reply carrying `payload_json` (JSON bytes), with empty headers."""
-    return b'{"uuid":' + uuid_json + _OK_HEAD + payload_json + b"}"
 
 
 def item_reply(uuid_json: bytes, item_json: bytes) -> bytes:

@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import ConfigurationError
 from ._jsonrpc_dispatch import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY, JsonRpcDispatcher
 from ._ws_connection import CANCEL_METHOD, SUBSCRIPTION_METHOD, Connection
+from ._ws_envelope import operation_name
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -50,6 +51,9 @@ DEFAULT_MAX_QUEUED_MESSAGES = 256
 """Outgoing messages queued on one connection, by default; past it, close 1013."""
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 """Largest incoming message, in bytes, by default; past it, close 1009."""
+
+# Spellings of routes remembered (each maps to an operation; the cache never outgrows this).
+_MAX_CACHED_ROUTES = 4096
 
 
 class WebSocketTransport:
@@ -110,6 +114,7 @@ class WebSocketTransport:
         self.closing = False
         """True once `shutdown()` has begun: new connections are closed with 1001."""
         self._handshake: tuple[params.Depends, ...] | None = None
+        self._routes: dict[str, Operation] = {}
         self._connections: set[Connection] = set()
         self._all_closed: anyio.Event | None = None
 
@@ -129,6 +134,16 @@ class WebSocketTransport:
     def operation_added(self, op: Operation) -> None:
         """Forget the handshake dependencies: the new operation may add connection-scoped ones."""
         self._handshake = None
+
+    def route(self, route: str) -> Operation | None:
+        """Return the operation an envelope's `route` names (`math/sum`, `math.sum`), or None."""
+        op = self._routes.get(route)
+        if op is None:
+            assert self.api is not None
+            op = self.api.operations.get(operation_name(route))
+            if op is not None and len(self._routes) < _MAX_CACHED_ROUTES:
+                self._routes[route] = op
+        return op
 
     def handshake_dependencies(self) -> tuple[params.Depends, ...]:
         """Return the guards, then every operation's connection-scoped dependencies, once each."""
