@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 
 from tether import Conflict, Forbidden, NotFound, Tether, command, query
 
@@ -73,18 +74,22 @@ class Stats(BaseModel):
 # -- dependencies ------------------------------------------------------------------------
 
 
-def get_db(request: Request) -> Iterator[sqlite3.Connection]:
-    """Open a connection for one call; commit if the call succeeds, roll back if it fails."""
-    connection = sqlite3.connect(request.app.state.todo_db, check_same_thread=False)
-    connection.row_factory = sqlite3.Row
+def get_db(connection: HTTPConnection) -> Iterator[sqlite3.Connection]:
+    """Open a database connection for one call; commit if the call succeeds, else roll back.
+
+    `HTTPConnection` (rather than `Request`) is the call's request on HTTP and JSON-RPC and
+    the socket on WebSocket, so this dependency works on every transport.
+    """
+    db = sqlite3.connect(connection.app.state.todo_db, check_same_thread=False)
+    db.row_factory = sqlite3.Row
     try:
-        yield connection
-        connection.commit()
+        yield db
+        db.commit()
     except BaseException:
-        connection.rollback()
+        db.rollback()
         raise
     finally:
-        connection.close()
+        db.close()
 
 
 DB = Annotated[sqlite3.Connection, Depends(get_db)]

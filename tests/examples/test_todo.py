@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import examples.todo.app as todo
 import httpx
 import pytest
 from fastapi import FastAPI
+from websockets.sync.client import connect
 
 from tests.conftest import LiveServer, free_port
 from tether import NotFound, Unauthorized
@@ -180,3 +182,50 @@ def test_make_demo_command_serves_the_app(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=10)
     assert (tmp_path / "demo.db").exists()
+
+
+def test_the_demo_over_jsonrpc(client: httpx.Client) -> None:
+    with client:
+        batch = [
+            {"jsonrpc": "2.0", "id": 1, "method": "add_todo", "params": {"title": "one"}},
+            {"jsonrpc": "2.0", "id": 2, "method": "add_todo", "params": ["two"]},
+            {"jsonrpc": "2.0", "id": 3, "method": "get_todo", "params": {"id": 99}},
+        ]
+        replies = client.post("/api/jsonrpc", json=batch, headers=ADA).json()
+        assert [reply["id"] for reply in replies] == [1, 2, 3]
+        assert {replies[0]["result"]["title"], replies[1]["result"]["title"]} == {"one", "two"}
+        assert replies[2]["error"]["code"] == -32004
+        assert replies[2]["error"]["data"] == {"code": "NOT_FOUND", "details": {"id": 99}}
+        anonymous = {"jsonrpc": "2.0", "id": 4, "method": "add_todo", "params": {"title": "x"}}
+        assert client.post("/api/jsonrpc", json=anonymous).json()["error"]["code"] == -32001
+        listed = {"jsonrpc": "2.0", "id": 5, "method": "list_todos"}
+        titles = [t["title"] for t in client.post("/api/jsonrpc", json=listed).json()["result"]]
+        assert sorted(titles) == ["one", "two"]
+
+
+def test_the_demo_over_websocket(live_server: Callable[..., LiveServer], tmp_path: Path) -> None:
+    server = live_server(todo.create_app(tmp_path / "todo.db"))
+    with connect(f"{server.ws_url}/api/ws") as socket:
+
+        def send(message: dict[str, Any]) -> Any:
+            socket.send(json.dumps(message))
+            return json.loads(socket.recv(timeout=5))
+
+        added = send(
+            {
+                "uuid": "a",
+                "route": "add_todo",
+                "headers": {"Authorization": "Bearer ada"},
+                "payload": {"title": "over a socket"},
+            }
+        )
+        assert added["uuid"] == "a"
+        assert added["status"] == 200
+        assert added["payload"]["owner"] == "ada"
+        refused = send({"uuid": "b", "route": "add_todo", "payload": {"title": "x"}})
+        assert refused["status"] == 401
+        assert refused["payload"]["error"]["code"] == "UNAUTHORIZED"
+        missing = send({"uuid": "c", "route": "get_todo", "payload": {"id": 99}})
+        assert missing["status"] == 404
+        listed = send({"jsonrpc": "2.0", "id": 1, "method": "list_todos"})
+        assert [t["title"] for t in listed["result"]] == ["over a socket"]
