@@ -66,10 +66,26 @@ def test_in_process_scopes_are_independent() -> None:
     assert two["state"] == {}
 
 
-async def test_websocket_scope_gives_a_websocket() -> None:
+async def test_websocket_scope_gives_a_request_derived_from_the_handshake() -> None:
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "headers": [(b"x-tenant", b"acme")],
+        "query_string": b"a=1",
+    }
+    request = CallContext("websocket", scope).request()
+    assert isinstance(request, Request)
+    assert request.method == "GET"
+    assert request.headers["x-tenant"] == "acme"
+    assert request.query_params["a"] == "1"
+    assert request.url.path == "/ws"
+    assert scope["type"] == "websocket"  # the connection's own scope is left alone
+
+
+async def test_websocket_scope_gives_a_websocket_when_asked() -> None:
     scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
     ctx = CallContext("websocket", scope)
-    connection = ctx.request()
+    connection = ctx.request(websocket=True)
     assert isinstance(connection, WebSocket)
     # Without a send channel, sending is refused.
     with pytest.raises(RuntimeError, match="cannot send"):
@@ -80,7 +96,7 @@ async def test_websocket_scope_gives_a_websocket() -> None:
         sent.append(message)
 
     child = {**scope, "path": "/ws2"}
-    connection = CallContext("websocket", scope, send=send).request(child)
+    connection = CallContext("websocket", scope, send=send).request(child, websocket=True)
     assert isinstance(connection, WebSocket)
     assert connection.url.path == "/ws2"
     await connection.send({"type": "websocket.accept"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,9 @@ def load_app(target: str) -> FastAPI:
         raise SystemExit(
             f"--app takes module:attribute, such as examples.todo.app:app, not {target!r}"
         )
+    # Like uvicorn's --app-dir ".": apps in the working directory import as they do there.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -76,7 +80,7 @@ def _demo(args: argparse.Namespace) -> int:  # pragma: no cover - serves until i
     except ImportError:
         print("the demo needs uvicorn: pip install 'tether[server]'", file=sys.stderr)
         return 1
-    uvicorn.run("examples.todo.app:app", host="127.0.0.1", port=args.port)
+    uvicorn.run("examples.todo.app:app", host="127.0.0.1", port=args.port, app_dir=".")
     return 0
 
 

@@ -73,15 +73,23 @@ class CallContext:
         self.state: dict[str, Any] = {}
         """Free-form per-call storage for extensions."""
 
-    def request(self, scope: Scope | None = None) -> Request | WebSocket:
+    def request(
+        self, scope: Scope | None = None, *, websocket: bool = False
+    ) -> Request | WebSocket:
         """Return the connection dependencies are solved against: a `Request`, or a `WebSocket`.
 
         `scope` replaces the context's own (the invoker passes a child scope that carries
-        the call's exit stacks).
+        the call's exit stacks). On a WebSocket connection a message is solved against a
+        `Request` derived from the handshake (same headers, cookies, path, app and state),
+        so `Request`-typed dependencies work on every transport; `websocket=True` (when
+        the operation's dependencies ask for the `WebSocket` and not the `Request`) gives
+        them the connection instead.
         """
         scope = self.scope if scope is None else scope
         if scope["type"] == "websocket":
-            return WebSocket(scope, self.receive, self.send or _no_send)
+            if websocket:
+                return WebSocket(scope, self.receive, self.send or _no_send)
+            scope = {**scope, "type": "http", "method": "GET"}
         request = Request(scope, self.receive)
         if self.body is not None:
             request._body = self.body

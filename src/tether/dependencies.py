@@ -139,6 +139,7 @@ class DependencyPlan:
         "has_user",
         "names",
         "parameters",
+        "wants_websocket",
     )
 
     def __init__(
@@ -177,6 +178,11 @@ class DependencyPlan:
         """Whether the gate resolves the user (the operation has an auth policy)."""
         self.parameters: tuple[inspect.Parameter, ...] = tuple(parameters)
         """The operation's own dependency parameters, as declared."""
+        self.wants_websocket = _asks_for(self, "websocket_param_name") and not _asks_for(
+            self, "request_param_name"
+        )
+        """Some dependency takes the `WebSocket` and none the `Request`: on a socket, give
+        them the connection rather than a request derived from it."""
         declared = [*dependencies, *(_depends_of(p) for p in parameters)]
         self.batch_scoped: tuple[params.Depends, ...] = tuple(
             d for d in declared if isinstance(d, BatchScoped)
@@ -234,6 +240,16 @@ class DependencyPlan:
             del response.headers["content-length"]
             response.status_code = None  # type: ignore[assignment]
         return SolvedCall(values, response, background, cache if cache is not None else {})
+
+
+def _asks_for(plan: DependencyPlan, attribute: str) -> bool:
+    pending = [d for d in (plan.gate, plan.dependant) if d is not None]
+    while pending:
+        dependant = pending.pop()
+        if getattr(dependant, attribute, None):
+            return True
+        pending.extend(dependant.dependencies)
+    return False
 
 
 def _depends_of(parameter: inspect.Parameter) -> params.Depends | None:

@@ -128,7 +128,9 @@ class Invoker:
             if op.auth is not None:
                 await check_auth(op.auth, ctx.user, ctx)
 
-        request = ctx.request(scope_with_stacks(ctx.scope, inner, function_stack))
+        request = ctx.request(
+            scope_with_stacks(ctx.scope, inner, function_stack), websocket=plan.wants_websocket
+        )
         solved = await plan.solve(
             request,
             overrides_provider=self.overrides_provider or ctx.scope.get("app"),
@@ -192,7 +194,9 @@ class Invoker:
             plan = DependencyPlan((), path="", dependencies=dependencies)
             self._shared_plans[tuple(dependencies)] = plan
         try:
-            request = ctx.request(scope_with_stacks(ctx.scope, stack, stack))
+            request = ctx.request(
+                scope_with_stacks(ctx.scope, stack, stack), websocket=plan.wants_websocket
+            )
             solved = await plan.solve(
                 request,
                 overrides_provider=self.overrides_provider or ctx.scope.get("app"),
