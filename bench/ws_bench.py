@@ -18,8 +18,11 @@ other core(s). The client is a minimal asyncio WebSocket client that writes pre-
 frames and only counts reply frames (one reply per request; a sample of replies is
 decoded and checked), so it costs a few µs per round trip. How the bottleneck is
 checked: the script prints the server's CPU utilisation (CPU seconds / wall seconds; ~1.0
-means the server's core is saturated) and each client process's; a run where the server
-is below 0.9 while a client is above 0.9 is flagged "client-bound".
+means the server's core is saturated) and each client process's, and labels each run:
+"server-bound" when the server's core is >= 90% busy, "CLIENT-BOUND" when a client process
+is, and "neither" otherwise (another process competing for the server's core). A third
+server, a bare ASGI app that answers every message with a constant, shows uvicorn's own
+floor per round trip.
 """
 
 from __future__ import annotations
@@ -345,6 +348,15 @@ def measure(
             server.wait(5)
 
 
+def bottleneck(result: dict[str, Any]) -> str:
+    """Say what limited a run: the server's core, a client process, or neither."""
+    if result["server_utilisation"] >= 0.9:
+        return "server-bound (its core saturated)"
+    if max(result["client_utilisation"]) >= 0.9:
+        return "CLIENT-BOUND: discard"
+    return "neither saturated: other load on the server's core?"
+
+
 def available(name: str) -> str | None:
     """Return why the server cannot run here, or None."""
     if name == "observable-socket":
@@ -379,12 +391,7 @@ def main() -> None:
             for name in names:
                 result = measure(name, connections, processes, args.warmup, args.duration)
                 results.setdefault((name, label), []).append(result)
-                bound = (
-                    "client-bound!"
-                    if result["server_utilisation"] < 0.9
-                    and max(result["client_utilisation"]) > 0.9
-                    else "server-bound"
-                )
+                bound = bottleneck(result)
                 print(
                     f"round {round_index + 1} {name:18} {label:30}"
                     f" {result['round_trips_per_s']:9.0f} rt/s"
@@ -407,7 +414,7 @@ def main() -> None:
                 f"  {name:18} {label:30} {medians[name][0]:9.0f} rt/s"
                 f" {medians[name][1]:6.1f} µs/rt (server CPU)"
             )
-        if len(medians) == 2:
+        if "observable-socket" in medians:
             ours, theirs = medians["tether"], medians["observable-socket"]
             print(
                 f"  ratio {label}: round trips {ours[0] / theirs[0]:.2f}x (target >= 1.5x),"

@@ -220,7 +220,7 @@ def test_a_client_that_does_not_read_is_closed_with_1013_and_others_are_served(
                     assert ask(other, {"uuid": 1, "route": "math/sum", "payload": [1]})[
                         "payload"
                     ] == {"sum": 1}
-                    assert time.monotonic() - started < 1.0
+                    assert time.monotonic() - started < 2.0
     except OSError:
         # The server stopped reading this client: its send buffer filled up. Expected.
         pass
