@@ -11,16 +11,28 @@ and behaviours below are fixed.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, Header
 from pydantic import BaseModel, Field
 
-from tether import Tether, ValidationFailed
+from tether import Service, Tether, ValidationFailed, query
 from tether.errors import BUILTIN_ERRORS, error_for_code
 
-__all__ = ("USERS", "Echo", "Stats", "User", "app", "create_api", "create_app", "current_user")
+__all__ = (
+    "USERS",
+    "Echo",
+    "Math",
+    "Stats",
+    "Sum",
+    "User",
+    "app",
+    "create_api",
+    "create_app",
+    "current_user",
+)
 
 PREFIX = "/api"
 
@@ -135,7 +147,33 @@ def create_api() -> Tether:
         """Return counts about the app; staff only."""
         return Stats(operations=len(api), users=len(USERS))
 
+    @api.stream
+    async def ticks(
+        n: Annotated[int, Field(ge=0)], ms: Annotated[int, Field(ge=0)] = 0
+    ) -> AsyncIterator[int]:
+        """Stream 1..n, sleeping `ms` milliseconds before each item after the first."""
+        for i in range(1, n + 1):
+            if ms and i > 1:
+                await anyio.sleep(ms / 1000)
+            yield i
+
+    api.include(Math)
     return api
+
+
+class Sum(BaseModel):
+    """What `math.sum` returns."""
+
+    sum: int
+
+
+class Math(Service, name="math"):
+    """A group of operations: `math.sum`, reachable over a socket as route `math/sum`."""
+
+    @query
+    async def sum(self, values: list[int]) -> Sum:
+        """Return the sum of `values`."""
+        return Sum(sum=sum(values))
 
 
 def create_app() -> FastAPI:

@@ -132,4 +132,4 @@ def test_the_openrpc_document_validates_against_the_official_meta_schema(
     assert out["valid"] is True
     assert out["rejectsBroken"] is True
     assert out["dangling"] == []
-    assert len(out["methods"]) == 12
+    assert len(out["methods"]) == 14

@@ -28,6 +28,8 @@ KINDS = {
     "fail": "command",
     "whoami": "query",
     "admin_stats": "query",
+    "ticks": "stream",
+    "math.sum": "query",
 }
 
 
@@ -97,7 +99,7 @@ def test_kinds_and_names_in_openapi(client: httpx.Client) -> None:
     kinds = {
         operation["x-tether"]["name"]: operation["x-tether"]["kind"]
         for path, item in schema["paths"].items()
-        if path.startswith("/api/call/")
+        if path.startswith(("/api/call/", "/api/stream/"))
         for operation in item.values()
     }
     # Later issues may add operations; these names and kinds are fixed.
@@ -189,3 +191,72 @@ def test_405_names_the_allowed_methods(client: httpx.Client) -> None:
     query = client.put("/api/call/add", json={"a": 1, "b": 2})
     error(query, 405, "METHOD_NOT_ALLOWED")
     assert query.headers.get("allow") == "GET, POST"
+
+
+# -- issue 4's additions: the `ticks` stream and the `math` group, over every wire but the
+# socket (tests/e2e/test_websocket_*.py drive `math/sum` and `ticks` over WebSocket).
+
+
+def test_math_sum_over_http(client: httpx.Client) -> None:
+    assert ok(call(client, "math.sum", {"values": [1, 2, 3, 4]})) == {"sum": 10}
+    assert ok(client.get("/api/call/math.sum?values=1&values=2")) == {"sum": 3}
+    error(call(client, "math.sum", {"values": ["x"]}), 422, "VALIDATION_FAILED")
+
+
+def test_math_sum_over_jsonrpc(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/jsonrpc",
+        json=[
+            {"jsonrpc": "2.0", "id": 1, "method": "math.sum", "params": [[1, 2, 3, 4]]},
+            {"jsonrpc": "2.0", "id": 2, "method": "math.sum", "params": {"values": [5]}},
+        ],
+    )
+    assert response.json() == [
+        {"jsonrpc": "2.0", "id": 1, "result": {"sum": 10}},
+        {"jsonrpc": "2.0", "id": 2, "result": {"sum": 5}},
+    ]
+
+
+def test_ticks_is_not_a_call(client: httpx.Client) -> None:
+    body = error(call(client, "ticks", {"n": 3}), 400, "BAD_REQUEST")
+    assert "/stream/ticks" in str(body["message"])
+    rpc = client.post(
+        "/api/jsonrpc", json={"jsonrpc": "2.0", "id": 7, "method": "ticks", "params": {"n": 1}}
+    ).json()
+    assert rpc["id"] == 7
+    assert rpc["error"]["data"]["code"] == "BAD_REQUEST"
+
+
+def sse_data(text: str) -> list[tuple[str, str]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append((fields["event"], fields.get("data", "")))
+    return events
+
+
+def test_ticks_over_sse(client: httpx.Client) -> None:
+    response = client.get("/api/stream/ticks?n=3&ms=1")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert sse_data(response.text) == [
+        ("data", "1"),
+        ("data", "2"),
+        ("data", "3"),
+        ("end", "null"),
+    ]
+    posted = client.post("/api/stream/ticks", json={"n": 2})
+    assert sse_data(posted.text) == [("data", "1"), ("data", "2"), ("end", "null")]
+    refused = client.get("/api/stream/ticks?n=-1")
+    assert refused.status_code == 422
+    assert sse_data(refused.text)[0][0] == "error"
+
+
+async def test_ticks_and_math_in_process() -> None:
+    from examples.conformance.app import create_api
+
+    api = create_api()
+    assert [item async for item in api.stream_call("ticks", {"n": 4})] == [1, 2, 3, 4]
+    result = await api.call("math.sum", {"values": [2, 3]})
+    assert result.sum == 5

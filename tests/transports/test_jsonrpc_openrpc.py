@@ -64,7 +64,11 @@ async def test_the_document_lists_every_conformance_operation() -> None:
         "fail",
         "whoami",
         "admin_stats",
+        "ticks",
+        "math.sum",
     ]
+    # A stream is listed for WebSocket subscriptions, and says so in its extension.
+    assert method(document, "ticks")["x-tether"]["kind"] == "stream"
 
 
 async def test_params_are_in_signature_order_with_required_flags_and_schemas() -> None:
