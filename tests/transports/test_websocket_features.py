@@ -634,3 +634,27 @@ class TestLimits:
                 await transport.shutdown()
             frames = await ws.close_frames()
         assert frames[-1]["code"] == 1001
+
+
+async def test_operations_added_after_mounting_are_served_with_their_connection_deps() -> None:
+    log: list[str] = []
+
+    async def tracked() -> AsyncIterator[str]:
+        log.append("open")
+        yield "conn"
+        log.append("close")
+
+    api = small_api()
+    app, _ = mount(api)
+    async with MemorySocket(app) as ws:
+        assert (await ws.call({"uuid": 1, "route": "hello"}))["payload"] == "hi"
+    assert log == []
+
+    @api.query
+    async def late(value: Annotated[str, PerConnection(tracked)]) -> str:
+        return value
+
+    async with MemorySocket(app) as ws:
+        assert (await ws.call({"uuid": 1, "route": "late"}))["payload"] == "conn"
+        assert (await ws.call({"uuid": 2, "route": "late"}))["payload"] == "conn"
+    assert log == ["open", "close"]
