@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
+from examples.conformance.app import create_api
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from tests.conftest import LiveServer
-from tether import NotFound, Tether
+from tether import NotFound
 
 pytestmark = pytest.mark.e2e
 
@@ -57,14 +57,9 @@ window.readEvents = (url) => new Promise((resolve) => {
 
 
 def create_app() -> FastAPI:
-    api = Tether(prefix="/api")
-
-    @api.stream
-    async def ticks(n: int, ms: int = 0) -> AsyncIterator[int]:
-        for i in range(1, n + 1):
-            if ms:
-                await anyio.sleep(ms / 1000)
-            yield i
+    # The conformance app's operations (its `ticks` is what the browser reads), plus one
+    # stream that fails midway.
+    api = create_api()
 
     @api.stream
     async def failing(after: int) -> AsyncIterator[int]:
