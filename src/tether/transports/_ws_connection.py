@@ -100,6 +100,7 @@ class Connection:
         self._work: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._idle: list[Signal] = []
         self._workers = 0
+        self._summoned = 0
         self._pending: dict[Any, anyio.CancelScope | None] = {}
         self._rpc_subscriptions: dict[Any, anyio.CancelScope] = {}
         self._subscriptions = 0
@@ -205,18 +206,19 @@ class Connection:
 
     def _start(self, func: Callable[..., Any], *args: Any) -> None:
         self._in_flight += 1
-        work = self._work
-        work.append((func, args))
-        if len(work) == 1:
-            # Otherwise a worker is already due to take the queue's head (and wakes more).
+        self._work.append((func, args))
+        if not self._summoned:
+            # Otherwise a summoned worker is about to take the queue's head.
             self._summon_worker()
 
     def _summon_worker(self) -> None:
         idle = self._idle
         if idle:
+            self._summoned += 1
             idle.pop().set()
         elif self._workers < self.transport.max_in_flight:
             self._workers += 1
+            self._summoned += 1
             assert self._group is not None
             self._group.start_soon(self._worker)
 
@@ -224,18 +226,23 @@ class Connection:
         # A worker runs one message at a time, from start to end, in its own task: the
         # message's exit stacks are entered and closed here. Spawning a task per message
         # costs more than the call itself, so workers are kept (at most max_in_flight).
+        # Invariant: `_summoned` counts workers woken (or spawned) that have not run yet;
+        # at most one is summoned while work waits, so a burst of quick calls runs in one
+        # worker without a task switch per message, and a call that blocks lets the
+        # summoned worker take the next message.
         work = self._work
         idle = self._idle
         wake = Signal()
+        self._summoned -= 1
         while True:
             while work:
                 func, args = work.popleft()
-                if work:
-                    # More is waiting: let another worker take it while this one runs.
+                if work and not self._summoned:
                     self._summon_worker()
                 await func(*args)
             idle.append(wake)
             await wake.wait()
+            self._summoned -= 1
 
     def _release(self) -> None:
         self._in_flight -= 1
