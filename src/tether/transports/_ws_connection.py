@@ -1,14 +1,16 @@
-"""One WebSocket connection: reads messages, runs each in its own task, writes the replies.
+"""One WebSocket connection: reads messages, runs each in a task of its own, writes replies.
 
 Tasks on a connection (all in one task group, owned by the connection's task):
 
-- the connection's own task reads messages and starts one task per call; it stops
+- the connection's own task reads messages and queues each call for a worker; it stops
   reading while `max_in_flight` calls run (backpressure) and owns the exit stack of the
   connection-scoped dependencies, entered before the first message and closed after the
   last task has ended;
-- one task per call, per JSON-RPC message and per subscription: it enters and exits its
-  own dependency stacks (`invoker.call`, `async with invoker.stream(...)`);
-- one sending task drains the bounded `Outbox`.
+- worker tasks (at most `max_in_flight`) run the calls and JSON-RPC messages, one at a
+  time each, from start to end: a call's dependency stacks are entered and exited in the
+  worker that runs it (`invoker.call`), and its reply is sent from there;
+- one task per subscription, which enters and exits `async with invoker.stream(...)`;
+- one sending task drains the bounded `Outbox` when replies cannot go out directly.
 
 Invariant: every envelope uuid in flight is a key of `_pending` (None for a call, the
 subscription's cancel scope for a subscription); every open JSON-RPC subscription is in
