@@ -401,8 +401,20 @@ def main() -> None:
                     f"  {bound}",
                     flush=True,
                 )
-    print("\nmedians:")
+    print("\nmedians (rounds in which every server's core was saturated):")
     for label, _, _ in scenarios:
+        # A round where some server did not saturate its core was disturbed by other load
+        # on that core: its figures (and its ratios) are left out, and counted.
+        clean = [
+            index
+            for index in range(args.rounds)
+            if all(results[(name, label)][index]["server_utilisation"] >= 0.9 for name in names)
+        ]
+        print(f"  {label}: {len(clean)} of {args.rounds} rounds clean")
+        if not clean:
+            continue
+        for name in names:
+            results[(name, label)] = [results[(name, label)][index] for index in clean]
         medians = {}
         for name in names:
             runs = results[(name, label)]
