@@ -284,3 +284,27 @@ def test_plain_uvicorn_shutdown_does_not_hang_on_a_streaming_socket() -> None:
     assert drain_close_code(ws) == 1012
     assert events.stopped.is_set()
     ws.close()
+
+
+def test_the_conformance_app_over_the_socket(live_server: Factory) -> None:
+    from examples.conformance.app import create_app
+
+    server = live_server(create_app())
+    with connect(f"{server.ws_url}/api/ws") as ws:
+        assert ask(ws, {"uuid": 1, "route": "math/sum", "payload": [1, 2, 3, 4]}) == {
+            "uuid": 1,
+            "status": 200,
+            "headers": {},
+            "payload": {"sum": 10},
+        }
+        ws.send(json.dumps({"uuid": "t", "route": "ticks", "payload": {"n": 3, "ms": 1}}))
+        envelope = [json.loads(ws.recv(timeout=5)) for _ in range(4)]
+        assert [m["payload"] for m in envelope] == [1, 2, 3, None]
+        assert envelope[-1]["headers"] == {"stream": "end", "items": 3}
+        ws.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "ticks", "params": [2]}))
+        rpc = [json.loads(ws.recv(timeout=5)) for _ in range(3)]
+        assert [m["params"]["result"] for m in rpc[:2]] == [1, 2]
+        assert rpc[2] == {"jsonrpc": "2.0", "id": 9, "result": {"items": 2, "cancelled": False}}
+        invalid = ask(ws, {"uuid": 2, "route": "ticks", "payload": {"n": -1}})
+        assert invalid["status"] == 422
+        assert invalid["headers"] == {"stream": "error", "items": 0}
