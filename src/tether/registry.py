@@ -13,6 +13,7 @@ from .context import CallContext, in_process_scope
 from .dependencies import BatchScoped, ConnectionScoped
 from .errors import ConfigurationError, NotFound, TetherError
 from .invoke import Invoker, logger
+from .limits import DEFAULT_MAX_IN_FLIGHT, Admission
 from .operation import Kind, Operation, OperationSpec, compile_operation, get_spec, make_spec
 from .services import ServiceTable, bound_operation_function, free_typevars, service_table
 
@@ -42,6 +43,8 @@ class Tether:
             solves once and shares between its messages (solved per call elsewhere).
         tags: OpenAPI tags added to every operation.
         max_body_size: largest request body accepted, in bytes (default 1 MiB).
+        max_in_flight: HTTP and JSON-RPC requests served at once; past it, requests are
+            answered 429 `TOO_MANY_REQUESTS` at once rather than queued (default 1024).
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class Tether:
         connection_dependencies: Sequence[params.Depends] = (),
         tags: Sequence[str] = (),
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ConfigurationError(f"prefix must start with '/' and not end with one: {prefix!r}")
@@ -80,6 +84,8 @@ class Tether:
         """OpenAPI tags added to every operation."""
         self.max_body_size = max_body_size
         """Largest request body accepted, in bytes."""
+        self.admission = Admission(max_in_flight)
+        """Sheds load past `max_in_flight` requests in flight (HTTP and JSON-RPC)."""
         self.invoker = Invoker()
         """The invoker every transport calls."""
         self.app: FastAPI | None = None

@@ -85,7 +85,11 @@ class HttpTransport:
         error_headers: Mapping[str, str] = {}
         try:
             try:
-                payload, ctx = await self._handle(api, scope, receive)
+                api.admission.enter()
+                try:
+                    payload, ctx = await self._handle(api, scope, receive)
+                finally:
+                    api.admission.leave()
                 status = 200
                 body = b'{"result":' + payload + b"}"
             except TetherError as error:

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..context import CallContext
-from ..errors import BadRequest, MethodNotAllowed, TetherError
+from ..errors import BadRequest, MethodNotAllowed, TetherError, TooManyRequests
 from ..schema.openapi import DocumentationRoute
 from ._body import parse_json, read_body, require_json_content_type
 from ._jsonrpc_dispatch import (
@@ -129,6 +129,21 @@ class JsonRpcTransport:
                 send, error.status, tether_error_response(b"null", error), [(b"allow", b"POST")]
             )
             return
+        admission = dispatcher.api.admission
+        try:
+            admission.enter()
+        except TooManyRequests as error:
+            retry = [(b"retry-after", b"1")]
+            await _send(send, error.status, tether_error_response(b"null", error), retry)
+            return
+        try:
+            await self._answer(dispatcher, scope, receive, send)
+        finally:
+            admission.leave()
+
+    async def _answer(
+        self, dispatcher: JsonRpcDispatcher, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         try:
             require_json_content_type(scope)
             body = await read_body(scope, receive, dispatcher.api.max_body_size)
