@@ -381,3 +381,24 @@ async def test_an_operation_calls_another_in_process(via_http: bool) -> None:
         assert await api.call("outer", {"n": 1}) == ["r", "r2"]
     # Each call solves and closes its own dependencies.
     assert events == ["open", "open", "close", "close"]
+
+
+async def test_transports_and_shutdown_reach_every_mounted_transport() -> None:
+    from fastapi import FastAPI
+
+    from tether.transports import HttpTransport
+
+    class Recording(HttpTransport):
+        stopped = 0
+
+        async def shutdown(self) -> None:
+            Recording.stopped += 1
+
+    api = Tether()
+    assert api.transports == ()
+    await api.shutdown()  # nothing mounted: nothing to do
+    recording = Recording()
+    api.mount(FastAPI(), transports=[recording])
+    assert api.transports == (recording,)
+    await api.shutdown()
+    assert Recording.stopped == 1

@@ -358,6 +358,21 @@ class Tether:
                 yield item
         await _run_background(ctx, name)
 
+    @property
+    def transports(self) -> tuple[Transport, ...]:
+        """The transports mounted on the app (empty before `mount`)."""
+        return tuple(self._transports)
+
+    async def shutdown(self) -> None:
+        """Let every mounted transport end its open connections cleanly (sockets close 1001).
+
+        Call it from the app's lifespan shutdown, or before the server stops.
+        """
+        for transport in self._transports:
+            stop = getattr(transport, "shutdown", None)
+            if stop is not None:
+                await stop()
+
     # -- mounting -----------------------------------------------------------------------
 
     def mount(self, app: FastAPI, *, transports: Sequence[Transport] | None = None) -> None:
