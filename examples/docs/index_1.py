@@ -16,8 +16,7 @@ async def get_todo(id: int) -> str:
 
 
 @api.command
-def add_todo(title: str) -> int:
-    """Add a todo and return its id; sync functions run in the thread pool."""
+def add_todo(title: str) -> int:  # sync functions run in the thread pool
     TODOS[len(TODOS) + 1] = title
     return len(TODOS)
 
