@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Annotated, Any, get_args, get_origin
 
-from fastapi import params
+from fastapi import Depends, params
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_dependant, solve_dependencies
 from fastapi.security import SecurityScopes
@@ -29,6 +29,7 @@ from .errors import ConfigurationError, ValidationFailed
 
 __all__ = (
     "USER_KEY",
+    "as_guard",
     "BatchScoped",
     "ConnectionScoped",
     "DependencyPlan",
@@ -63,6 +64,20 @@ def PerBatch(dependency: Any, *, use_cache: bool = True) -> Any:
 def PerConnection(dependency: Any, *, use_cache: bool = True) -> Any:
     """Declare a dependency solved once per WebSocket connection and shared by its messages."""
     return ConnectionScoped(dependency=dependency, use_cache=use_cache)
+
+
+def as_guard(guard: Any, *, where: str) -> params.Depends:
+    """Return a guard (a callable, or a `Depends`) as a dependency to solve before the call.
+
+    Raises:
+        ConfigurationError: the guard is neither.
+    """
+    if isinstance(guard, params.Depends):
+        return guard
+    if callable(guard):
+        depends: params.Depends = Depends(guard)
+        return depends
+    raise ConfigurationError(f"{where}: guards are callables or Depends(...), not {guard!r}")
 
 
 def _strip_annotated(annotation: Any) -> tuple[Any, tuple[Any, ...]]:

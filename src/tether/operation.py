@@ -36,6 +36,7 @@ from fastapi import params
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from pydantic_core import SchemaValidator
+from typing_extensions import TypedDict, Unpack
 
 from .auth import validate_policy
 from .dependencies import DependencyPlan, is_dependency_parameter
@@ -44,6 +45,7 @@ from .errors import ConfigurationError, TetherError, ValidationFailed
 __all__ = (
     "Kind",
     "Operation",
+    "OperationOptions",
     "OperationSpec",
     "command",
     "compile_operation",
@@ -140,6 +142,19 @@ def make_spec(
     )
 
 
+class OperationOptions(TypedDict, total=False):
+    """The options every operation decorator takes (see `operation`)."""
+
+    name: str | None
+    auth: Any
+    tags: Sequence[str] | None
+    summary: str | None
+    description: str | None
+    deprecated: bool
+    errors: Sequence[type[TetherError]] | None
+    uses: Sequence[str] | None
+
+
 def operation(
     *,
     kind: Kind,
@@ -182,17 +197,7 @@ def operation(
 @overload
 def query(func: F, /) -> F: ...
 @overload
-def query(
-    *,
-    name: str | None = None,
-    auth: Any = None,
-    tags: Sequence[str] | None = None,
-    summary: str | None = None,
-    description: str | None = None,
-    deprecated: bool = False,
-    errors: Sequence[type[TetherError]] | None = None,
-    uses: Sequence[str] | None = None,
-) -> Callable[[F], F]: ...
+def query(**options: Unpack[OperationOptions]) -> Callable[[F], F]: ...
 def query(func: Any = None, /, **options: Any) -> Any:
     """Mark a function as a query: it reads, and may also be called with HTTP GET."""
     mark = operation(kind="query", **options)
@@ -202,17 +207,7 @@ def query(func: Any = None, /, **options: Any) -> Any:
 @overload
 def command(func: F, /) -> F: ...
 @overload
-def command(
-    *,
-    name: str | None = None,
-    auth: Any = None,
-    tags: Sequence[str] | None = None,
-    summary: str | None = None,
-    description: str | None = None,
-    deprecated: bool = False,
-    errors: Sequence[type[TetherError]] | None = None,
-    uses: Sequence[str] | None = None,
-) -> Callable[[F], F]: ...
+def command(**options: Unpack[OperationOptions]) -> Callable[[F], F]: ...
 def command(func: Any = None, /, **options: Any) -> Any:
     """Mark a function as a command: it changes state, and is called with POST only."""
     mark = operation(kind="command", **options)
@@ -222,17 +217,7 @@ def command(func: Any = None, /, **options: Any) -> Any:
 @overload
 def stream(func: F, /) -> F: ...
 @overload
-def stream(
-    *,
-    name: str | None = None,
-    auth: Any = None,
-    tags: Sequence[str] | None = None,
-    summary: str | None = None,
-    description: str | None = None,
-    deprecated: bool = False,
-    errors: Sequence[type[TetherError]] | None = None,
-    uses: Sequence[str] | None = None,
-) -> Callable[[F], F]: ...
+def stream(**options: Unpack[OperationOptions]) -> Callable[[F], F]: ...
 def stream(func: Any = None, /, **options: Any) -> Any:
     """Mark a generator (async, or sync for the thread pool) as a stream of typed items."""
     mark = operation(kind="stream", **options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, overload
 
 from fastapi import params
 
@@ -27,6 +27,18 @@ __all__ = ("Tether",)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+
+
+class TetherOperationOptions(TypedDict, total=False):
+    """The options `Tether.query`, `.command` and `.stream` take (`uses=` is for services)."""
+
+    name: str | None
+    auth: Any
+    tags: Sequence[str] | None
+    summary: str | None
+    description: str | None
+    deprecated: bool
+    errors: Sequence[type[TetherError]] | None
 
 
 class Tether:
@@ -199,17 +211,7 @@ class Tether:
     @overload
     def query(self, func: F, /) -> F: ...
     @overload
-    def query(
-        self,
-        *,
-        name: str | None = None,
-        auth: Any = None,
-        tags: Sequence[str] | None = None,
-        summary: str | None = None,
-        description: str | None = None,
-        deprecated: bool = False,
-        errors: Sequence[type[TetherError]] | None = None,
-    ) -> Callable[[F], F]: ...
+    def query(self, **options: Unpack[TetherOperationOptions]) -> Callable[[F], F]: ...
     def query(self, func: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
         """Register a query: an operation that reads, callable with POST and GET."""
         return self._decorator("query", func, options)
@@ -217,17 +219,7 @@ class Tether:
     @overload
     def command(self, func: F, /) -> F: ...
     @overload
-    def command(
-        self,
-        *,
-        name: str | None = None,
-        auth: Any = None,
-        tags: Sequence[str] | None = None,
-        summary: str | None = None,
-        description: str | None = None,
-        deprecated: bool = False,
-        errors: Sequence[type[TetherError]] | None = None,
-    ) -> Callable[[F], F]: ...
+    def command(self, **options: Unpack[TetherOperationOptions]) -> Callable[[F], F]: ...
     def command(self, func: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
         """Register a command: an operation that changes state, callable with POST."""
         return self._decorator("command", func, options)
@@ -235,17 +227,7 @@ class Tether:
     @overload
     def stream(self, func: F, /) -> F: ...
     @overload
-    def stream(
-        self,
-        *,
-        name: str | None = None,
-        auth: Any = None,
-        tags: Sequence[str] | None = None,
-        summary: str | None = None,
-        description: str | None = None,
-        deprecated: bool = False,
-        errors: Sequence[type[TetherError]] | None = None,
-    ) -> Callable[[F], F]: ...
+    def stream(self, **options: Unpack[TetherOperationOptions]) -> Callable[[F], F]: ...
     def stream(self, func: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
         """Register a stream: a generator whose items reach SSE, WebSocket and `stream_call`."""
         return self._decorator("stream", func, options)

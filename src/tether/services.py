@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, get_args, get_origin
 
-from fastapi import Depends, params
+from fastapi import params
 from pydantic import BaseModel
 
-from .dependencies import is_dependency_parameter
+from .dependencies import as_guard, is_dependency_parameter
 from .errors import ConfigurationError
 from .operation import OperationSpec, get_spec, take_marked_methods
 
@@ -93,15 +93,6 @@ class _DependencyAttribute:
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
-def _as_depends(guard: Any, where: str) -> params.Depends:
-    if isinstance(guard, params.Depends):
-        return guard
-    if callable(guard):
-        depends: params.Depends = Depends(guard)
-        return depends
-    raise ConfigurationError(f"{where}: guards are callables or Depends(...), not {guard!r}")
 
 
 def _class_hints(cls: type, where: str) -> dict[str, Any]:
@@ -338,7 +329,7 @@ def _build_table(
     service_name = name if name is not None else _snake(cls.__name__)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", service_name):
         raise ConfigurationError(f"{where}: name must be a dotted identifier, not {service_name!r}")
-    own_guards = tuple(_as_depends(g, where) for g in guards)
+    own_guards = tuple(as_guard(g, where=where) for g in guards)
     # Every Service base's guards, base-most first, each once: combining two services
     # keeps the guards of both.
     inherited_guards: tuple[params.Depends, ...] = ()

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from fastapi import Depends, params
+from fastapi import params
 from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from ..dependencies import as_guard
 from ..errors import ConfigurationError
 from ._jsonrpc_dispatch import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY, JsonRpcDispatcher
 from ._ws_connection import CANCEL_METHOD, SUBSCRIPTION_METHOD, Connection
@@ -99,7 +100,9 @@ class WebSocketTransport:
             if value < 1:
                 raise ConfigurationError(f"{name} must be at least 1")
         self.path = path
-        self.guards: tuple[params.Depends, ...] = tuple(_as_depends(g) for g in guards)
+        self.guards: tuple[params.Depends, ...] = tuple(
+            as_guard(g, where="WebSocketTransport") for g in guards
+        )
         """Dependencies that must pass before a connection is accepted."""
         self.max_in_flight = max_in_flight
         self.max_subscriptions = max_subscriptions
@@ -192,12 +195,3 @@ class WebSocketTransport:
             connection.close(code, reason)
         with anyio.move_on_after(wait):
             await self._all_closed.wait()
-
-
-def _as_depends(guard: Any) -> params.Depends:
-    if isinstance(guard, params.Depends):
-        return guard
-    if callable(guard):
-        depends: params.Depends = Depends(guard)
-        return depends
-    raise ConfigurationError(f"guards are callables or Depends(...), not {guard!r}")
