@@ -1002,3 +1002,29 @@ async def test_get_reads_an_aliased_list_input_by_its_alias() -> None:
         assert (await client.post("/api/call/total", json={"v": [1, 2]})).json() == {"result": 3}
         response = await client.get("/api/call/total?v=1&v=2")
     assert response.json() == {"result": 3}
+
+
+async def test_integers_beyond_64_bits_keep_every_digit() -> None:
+    api = Tether()
+
+    @api.query
+    async def echo_int(n: int) -> str:
+        return str(n)
+
+    app = FastAPI()
+    api.mount(app)
+    big = 123456789012345678901234567890
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        response = await client.post(
+            "/api/call/echo_int",
+            content=b'{"n": ' + str(big).encode() + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert response.json() == {"result": str(big)}
+        # A long digit string inside a string is left a string.
+        response = await client.post(
+            "/api/call/echo_int",
+            content=b'{"n": "1234567890123456789012"}',
+            headers={"content-type": "application/json"},
+        )
+        assert response.json() == {"result": "1234567890123456789012"}

@@ -7,6 +7,7 @@ Other test_websocket_* modules import it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
@@ -158,7 +159,8 @@ class MemorySocket:
         if message["type"] == "websocket.close":
             raise Closed(message.get("code", 1000), message.get("reason", ""))
         assert message["type"] == "websocket.send", message
-        return orjson.loads(message["text"])
+        # json, not orjson: integers beyond 64 bits must come back exact.
+        return json.loads(message["text"])
 
     async def receive_many(self, count: int) -> list[Any]:
         return [await self.receive() for _ in range(count)]

@@ -180,3 +180,22 @@ async def test_the_socket_keeps_serving_after_many_errors() -> None:
         replies = await ws.receive_many(50)
         assert {r["status"] for r in replies} == {404}
         assert (await ws.call({"uuid": "ok", "route": "hello"}))["payload"] == "hi"
+
+
+async def test_messages_are_read_as_strictly_as_http_bodies() -> None:
+    # Exact integers beyond 64 bits, and the same nesting bound as over HTTP.
+    from examples.conformance.app import create_app
+
+    async with MemorySocket(create_app()) as socket:
+        big = 123456789012345678901234567890
+        await socket.send_text(
+            '{"uuid": "b", "route": "add", "payload": {"a": ' + str(big) + ', "b": 1}}'
+        )
+        reply = await socket.receive()
+        assert reply["status"] == 200
+        assert reply["payload"] == big + 1
+        nested = "[" * 300 + "]" * 300
+        await socket.send_text('{"uuid": "d", "route": "echo", "payload": ' + nested + "}")
+        refused = await socket.receive()
+        assert refused["payload"]["error"]["code"] == "BAD_REQUEST"
+        assert "nested deeper" in refused["payload"]["error"]["message"]

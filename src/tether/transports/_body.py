@@ -6,6 +6,8 @@ and recurses without bound. Every limit tether promises is enforced here.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -109,4 +111,12 @@ def parse_json(body: bytes) -> Any:
             orjson.dumps(value)
         except orjson.JSONEncodeError:
             raise BadRequest(f"Malformed JSON: nested deeper than {MAX_DEPTH} levels") from None
+    if _LONG_DIGITS.search(body) is not None:
+        # orjson reads integers beyond 64 bits as floats, silently losing digits; such a
+        # body (already known to be valid, shallow JSON) is read again with exact integers.
+        value = json.loads(body)
     return value
+
+
+_LONG_DIGITS = re.compile(rb"\d{19}")
+"""19 digits in a row: an integer that may not fit 64 bits (or a long digit string)."""

@@ -38,6 +38,7 @@ from ..errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from ._body import parse_json
 from ._jsonrpc_dispatch import PARSE_ERROR_RESPONSE, tether_error_response
 from ._ws_envelope import (
     CANCEL,
@@ -256,12 +257,13 @@ class Connection:
 
     def _dispatch(self, text: str) -> None:
         try:
-            message = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
+            # The same strict reading as over HTTP: no NaN, bounded depth, exact big integers.
+            message = parse_json(text.encode())
+        except BadRequest as error:
             if '"jsonrpc"' in text:
                 self.outbox.put(PARSE_ERROR_RESPONSE)
             else:
-                self.outbox.put(error_reply(b"null", BadRequest(f"Malformed JSON: {exc.msg}")))
+                self.outbox.put(error_reply(b"null", error))
             return
         kind = type(message)
         if kind is dict:
