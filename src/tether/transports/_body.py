@@ -7,7 +7,6 @@ and recurses without bound. Every limit tether promises is enforced here.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -111,12 +110,15 @@ def parse_json(body: bytes) -> Any:
             orjson.dumps(value)
         except orjson.JSONEncodeError:
             raise BadRequest(f"Malformed JSON: nested deeper than {MAX_DEPTH} levels") from None
-    if _LONG_DIGITS.search(body) is not None:
+    if body.translate(_DIGITS_ONLY).find(_NINETEEN_DIGITS) != -1:
         # orjson reads integers beyond 64 bits as floats, silently losing digits; such a
         # body (already known to be valid, shallow JSON) is read again with exact integers.
         value = json.loads(body)
     return value
 
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
-"""19 digits in a row: an integer that may not fit 64 bits (or a long digit string)."""
+# 19 digits in a row: an integer that may not fit 64 bits (or a long digit string). Found by
+# mapping every digit to "9" and every other byte to a space, then one substring search: a
+# few microseconds for a batch body, where a regular expression took a hundred.
+_DIGITS_ONLY = bytes(0x39 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_NINETEEN_DIGITS = b"9" * 19
