@@ -114,8 +114,29 @@ def _query_parameter(field: FieldInfo, name: str) -> Any:
     return query
 
 
-def documentation_routes(op: Operation, api: Tether) -> list[DocumentationRoute]:
-    """Build the OpenAPI-only routes (POST, plus GET for queries) of one operation."""
+def documentation_routes(
+    op: Operation,
+    api: Tether,
+    *,
+    path: str = "/call",
+    operation_id: str | None = None,
+    get_operation_id: str | None = None,
+    with_get: bool | None = None,
+    endpoint: Callable[[list[inspect.Parameter]], Any] | None = None,
+    **route_options: Any,
+) -> list[DocumentationRoute]:
+    """Build the OpenAPI-only routes (POST, plus GET when allowed) of one operation.
+
+    The defaults document a call under `{prefix}/call/{name}`: the `{"result": ...}` model,
+    the error envelopes, and GET for queries whose input fits a query string. Another
+    transport (SSE) passes its own path, operation id, endpoint and route options.
+    """
+    if endpoint is None:
+        endpoint = _endpoint
+        route_options = {"response_model": _result_model(op), "responses": _responses(op)}
+    if with_get is None:
+        with_get = op.kind == "query"
+    operation_id = operation_id or op.name
     dependency_params = [
         p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
         for p in (op.plan.parameters if op.plan is not None else ())
@@ -123,17 +144,15 @@ def documentation_routes(op: Operation, api: Tether) -> list[DocumentationRoute]
     dependencies = list(api.dependencies)
     if op.auth is not None and api.user is not None:
         dependencies.append(api.user)
-    path = f"{api.prefix}/call/{op.name}"
-    result_model = _result_model(op)
+    url = f"{api.prefix}{path}/{op.name}"
     common: dict[str, Any] = {
-        "response_model": result_model,
         "tags": list(op.tags) or None,
         "summary": op.summary or op.name,
         "description": op.description,
         "deprecated": op.deprecated or None,
-        "responses": _responses(op),
         "dependencies": dependencies,
         "openapi_extra": {"x-tether": tether_extension(op)},
+        **route_options,
     }
     post_params = list(dependency_params)
     if op.input_names:
@@ -153,14 +172,10 @@ def documentation_routes(op: Operation, api: Tether) -> list[DocumentationRoute]
         )
     routes = [
         DocumentationRoute(
-            path,
-            _endpoint(post_params),
-            methods=["POST"],
-            operation_id=op.name,
-            **common,
+            url, endpoint(post_params), methods=["POST"], operation_id=operation_id, **common
         )
     ]
-    if op.kind == "query" and op.query_shape is not None:
+    if with_get and op.query_shape is not None:
         get_params = list(dependency_params)
         for field_name, field in op.input_model.model_fields.items():
             name = op.renamed.get(field_name, field_name)
@@ -174,10 +189,10 @@ def documentation_routes(op: Operation, api: Tether) -> list[DocumentationRoute]
             )
         routes.append(
             DocumentationRoute(
-                path,
-                _endpoint(get_params),
+                url,
+                endpoint(get_params),
                 methods=["GET"],
-                operation_id=f"{op.name}__get",
+                operation_id=get_operation_id or f"{operation_id}__get",
                 **common,
             )
         )

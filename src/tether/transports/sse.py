@@ -36,7 +36,6 @@ from urllib.parse import parse_qsl
 
 import anyio
 import anyio.lowlevel
-from fastapi import Body
 from fastapi.sse import EventSourceResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
@@ -49,12 +48,7 @@ from ..errors import (
     MethodNotAllowed,
     TetherError,
 )
-from ..schema.openapi import (
-    DocumentationRoute,
-    _query_parameter as query_parameter,
-    operation_errors,
-    tether_extension,
-)
+from ..schema.openapi import documentation_routes as openapi_documentation_routes, operation_errors
 from ._body import parse_json, read_body, require_json_content_type
 from .http import encode_error
 
@@ -463,68 +457,15 @@ def _responses(op: Operation) -> dict[int | str, dict[str, Any]]:
 
 
 def documentation_routes(op: Operation, api: Tether, path: str = "/stream") -> list[Any]:
-    """Build the OpenAPI-only routes (POST, plus GET when its input fits a query string)."""
-    dependency_params = [
-        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-        for p in (op.plan.parameters if op.plan is not None else ())
-    ]
-    dependencies = list(api.dependencies)
-    if op.auth is not None and api.user is not None:
-        dependencies.append(api.user)
-    url = f"{api.prefix}{path}/{op.name}"
-    common: dict[str, Any] = {
-        "response_class": EventSourceResponse,
-        "tags": list(op.tags) or None,
-        "summary": op.summary or op.name,
-        "description": op.description,
-        "deprecated": op.deprecated or None,
-        "responses": _responses(op),
-        "dependencies": dependencies,
-        "openapi_extra": {"x-tether": tether_extension(op)},
-    }
-    post_params = list(dependency_params)
-    if op.input_names:
-        required = any(f.is_required() for f in op.input_model.model_fields.values())
-        # The body's name never shows; it only has to differ from the dependency parameters.
-        body_name = "params"
-        while any(p.name == body_name for p in dependency_params):
-            body_name = f"_{body_name}"
-        post_params.append(
-            inspect.Parameter(
-                body_name,
-                inspect.Parameter.KEYWORD_ONLY,
-                annotation=op.input_model,
-                default=Body(...) if required else Body(None),
-            )
-        )
-    routes = [
-        DocumentationRoute(
-            url,
-            _endpoint(post_params, op.output_type),
-            methods=["POST"],
-            operation_id=f"{op.name}__sse",
-            **common,
-        )
-    ]
-    if op.query_shape is not None:
-        get_params = list(dependency_params)
-        for field_name, field in op.input_model.model_fields.items():
-            name = op.renamed.get(field_name, field_name)
-            get_params.append(
-                inspect.Parameter(
-                    name,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    annotation=field.annotation,
-                    default=query_parameter(field, name),
-                )
-            )
-        routes.append(
-            DocumentationRoute(
-                url,
-                _endpoint(get_params, op.output_type),
-                methods=["GET"],
-                operation_id=f"{op.name}__sse_get",
-                **common,
-            )
-        )
-    return routes
+    """Build the OpenAPI-only routes of a stream (POST, plus GET when its input fits a query)."""
+    return openapi_documentation_routes(
+        op,
+        api,
+        path=path,
+        operation_id=f"{op.name}__sse",
+        get_operation_id=f"{op.name}__sse_get",
+        with_get=True,
+        endpoint=lambda parameters: _endpoint(parameters, op.output_type),
+        response_class=EventSourceResponse,
+        responses=_responses(op),
+    )
