@@ -14,7 +14,20 @@ from starlette.types import Receive, Scope
 
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ("MAX_DEPTH", "header", "parse_json", "read_body", "require_json_content_type")
+__all__ = (
+    "ClientDisconnected",
+    "MAX_DEPTH",
+    "header",
+    "parse_json",
+    "read_body",
+    "require_json_content_type",
+)
+
+
+class ClientDisconnected(BadRequest):
+    """The client went away while its body was being read: there is nobody to answer."""
+
+    message = "Client disconnected"
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -70,7 +83,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         message = await receive()
         if message["type"] != "http.request":
             # The client went away; nothing to answer.
-            raise BadRequest("Client disconnected")
+            raise ClientDisconnected()
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from ..context import CallContext
 from ..errors import BadRequest, MethodNotAllowed, TetherError
 from ..schema.openapi import documentation_routes
-from ._body import parse_json, read_body, require_json_content_type
+from ._body import ClientDisconnected, parse_json, read_body, require_json_content_type
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -35,10 +35,6 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 def encode_error(error: TetherError) -> bytes:
     """Return the JSON error envelope `{"error": {...}}` for `error`."""
     return orjson.dumps({"error": error.to_dict()})
-
-
-class _ClientGone(Exception):
-    pass
 
 
 class _WrongMethod(MethodNotAllowed):
@@ -84,23 +80,22 @@ class HttpTransport:
         allow: str | None = None
         error_headers: Mapping[str, str] = {}
         try:
+            api.admission.enter()
             try:
-                api.admission.enter()
-                try:
-                    payload, ctx = await self._handle(api, scope, receive)
-                finally:
-                    api.admission.leave()
-                status = 200
-                body = b'{"result":' + payload + b"}"
-            except TetherError as error:
-                status = error.status
-                body = encode_error(error)
-                if isinstance(error, _WrongMethod):
-                    allow = error.allow
-                # getattr: a subclass may override __init__ without calling ours.
-                error_headers = getattr(error, "headers", None) or {}
-        except _ClientGone:
-            return
+                payload, ctx = await self._handle(api, scope, receive)
+            finally:
+                api.admission.leave()
+            status = 200
+            body = b'{"result":' + payload + b"}"
+        except ClientDisconnected:
+            return  # nobody to answer
+        except TetherError as error:
+            status = error.status
+            body = encode_error(error)
+            if isinstance(error, _WrongMethod):
+                allow = error.allow
+            # getattr: a subclass may override __init__ without calling ours.
+            error_headers = getattr(error, "headers", None) or {}
         headers: list[tuple[bytes, bytes]] = [
             (key.lower().encode("latin-1"), value.encode("latin-1"))
             for key, value in error_headers.items()
@@ -145,12 +140,7 @@ class HttpTransport:
         accepts_get = op.kind == "query" and op.query_shape is not None
         if method == "POST":
             require_json_content_type(scope)
-            try:
-                body = await read_body(scope, receive, api.max_body_size)
-            except BadRequest as error:
-                if error.detail_message == "Client disconnected":
-                    raise _ClientGone() from None
-                raise
+            body = await read_body(scope, receive, api.max_body_size)
             params = parse_json(body) if body else {}
             if not isinstance(params, dict):
                 raise BadRequest(

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from ..context import CallContext
 from ..errors import BadRequest, MethodNotAllowed, TetherError, TooManyRequests
 from ..schema.openapi import DocumentationRoute
-from ._body import parse_json, read_body, require_json_content_type
+from ._body import ClientDisconnected, parse_json, read_body, require_json_content_type
 from ._jsonrpc_dispatch import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_CONCURRENCY,
@@ -147,9 +147,9 @@ class JsonRpcTransport:
         try:
             require_json_content_type(scope)
             body = await read_body(scope, receive, dispatcher.api.max_body_size)
+        except ClientDisconnected:
+            return
         except TetherError as error:
-            if isinstance(error, BadRequest) and error.detail_message == "Client disconnected":
-                return
             await _send(send, error.status, tether_error_response(b"null", error))
             return
         try:

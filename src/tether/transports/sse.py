@@ -49,7 +49,7 @@ from ..errors import (
     TetherError,
 )
 from ..schema.openapi import documentation_routes as openapi_documentation_routes, operation_errors
-from ._body import parse_json, read_body, require_json_content_type
+from ._body import ClientDisconnected, parse_json, read_body, require_json_content_type
 from .http import encode_error
 
 if TYPE_CHECKING:
@@ -84,10 +84,6 @@ _STREAM_HEADERS = [
 _SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
 _END = b"event: end\ndata: null\n\n"
 _PING: Message = {"type": "http.response.body", "body": b": ping\n\n", "more_body": True}
-
-
-class _ClientGone(Exception):
-    pass
 
 
 class StreamAborted(Exception):
@@ -147,7 +143,7 @@ class SseTransport:
         assert api is not None
         try:
             op, params, body = await self._read_request(api, scope, receive)
-        except _ClientGone:
+        except ClientDisconnected:
             return
         except TetherError as error:
             await _send_error(send, error)
@@ -168,12 +164,7 @@ class SseTransport:
         method = scope["method"]
         if method == "POST":
             require_json_content_type(scope)
-            try:
-                body = await read_body(scope, receive, api.max_body_size)
-            except BadRequest as error:
-                if error.detail_message == "Client disconnected":
-                    raise _ClientGone() from None
-                raise
+            body = await read_body(scope, receive, api.max_body_size)
             params = parse_json(body) if body else {}
             if not isinstance(params, dict):
                 raise BadRequest(
