@@ -65,19 +65,20 @@ class Invoker:
                 `InternalError` and are logged once.
         """
         try:
-            if op.plan is None and op.is_async and op.kind != "stream":
-                # Fast path: no dependencies, no auth, so FastAPI's solver is skipped; the
-                # function is awaited inline (every frame counts in a batch of a hundred).
-                result = await op.func(**op.bind(params))
+            if op.plan is None and op.kind != "stream":
+                # Fast path: no dependencies, no auth, so FastAPI's solver is skipped; an
+                # async function is awaited inline (every frame counts in a batch of a hundred).
+                kwargs = op.bind(params)
+                if op.is_async:
+                    result = await op.func(**kwargs)
+                else:
+                    result = await self._run(op, kwargs)
                 return op.encoder.to_json(result) if encode else result
             if op.kind == "stream":
                 raise BadRequest(
                     f"{op.name} is a stream: read it with SSE or a WebSocket subscription",
                     details={"operation": op.name, "kind": "stream"},
                 )
-            if op.plan is None:
-                result = await self._run(op, op.bind(params))
-                return op.encoder.to_json(result) if encode else result
             return await self._call_with_dependencies(ctx, op, params, encode, dependency_cache)
         except Exception as exc:
             raise self.map_exception(exc, op.name) from None

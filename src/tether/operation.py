@@ -112,13 +112,13 @@ def get_spec(func: Any) -> OperationSpec | None:
 def make_spec(
     kind: str,
     *,
-    name: str | None,
-    auth: Any,
-    tags: Sequence[str] | None,
-    summary: str | None,
-    description: str | None,
-    deprecated: bool,
-    errors: Sequence[type[TetherError]] | None,
+    name: str | None = None,
+    auth: Any = None,
+    tags: Sequence[str] | None = None,
+    summary: str | None = None,
+    description: str | None = None,
+    deprecated: bool = False,
+    errors: Sequence[type[TetherError]] | None = None,
     uses: Sequence[str] | None = None,
 ) -> OperationSpec:
     """Check a decorator's options and return the spec they describe."""

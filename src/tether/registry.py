@@ -198,7 +198,7 @@ class Tether:
         return ops
 
     def _decorator(self, kind: Kind, func: Any, options: dict[str, Any]) -> Any:
-        spec = _spec_of(kind, options)
+        spec = make_spec(kind, **options)
 
         def register(f: F) -> F:
             # Not marked: a bound method or a builtin cannot carry the attribute, and the
@@ -373,19 +373,6 @@ class Tether:
         for transport in self._transports:
             transport.attach(self, app)
         app.openapi_schema = None
-
-
-def _spec_of(kind: Kind, options: dict[str, Any]) -> OperationSpec:
-    defaults: dict[str, Any] = {
-        "name": None,
-        "auth": None,
-        "tags": None,
-        "summary": None,
-        "description": None,
-        "deprecated": False,
-        "errors": None,
-    }
-    return make_spec(kind, **{**defaults, **options})
 
 
 async def _run_background(ctx: CallContext, name: str) -> None:
