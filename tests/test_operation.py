@@ -181,6 +181,59 @@ def test_bind_without_inputs() -> None:
     ]
 
 
+class Node(BaseModel):
+    """A recursive model: the input model's schema then has definitions."""
+
+    name: str
+    children: list["Node"] = []
+
+
+@query
+def _many_inputs(
+    count: Annotated[int, Field(gt=0)],
+    node: Node,
+    tags: list[str] | None = None,
+    mode: Literal["fast", "slow"] = "fast",
+    todo: Todo | None = None,
+    renamed: Annotated[str, Field(alias="renamedAlias")] = "r",
+    json: int = 0,
+) -> int:
+    return count
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"count": 1, "node": {"name": "n"}},
+        {"count": 1, "node": {"name": "n", "children": [{"name": "m"}]}, "tags": ["a"]},
+        {"count": "2", "node": {"name": "n"}, "mode": "slow", "renamedAlias": "x", "json": 3},
+        {"count": 0, "node": {"name": 1}},
+        {"count": 1, "node": {"name": "n", "children": [{"children": []}]}},
+        {"node": {"name": "n"}, "extra": 1, "mode": "other"},
+        {"count": 1, "node": "not a node", "todo": {"id": "x"}, "tags": "a"},
+        {"count": 1, "node": {"name": "n"}, "renamed": "by name, not alias"},
+        {},
+    ],
+)
+def test_bind_validates_exactly_as_the_input_model(params: dict[str, Any]) -> None:
+    # bind runs the model's field schemas without building a model: same values, same errors.
+    op = compile_(_many_inputs)
+    try:
+        model = op.input_model.model_validate(params)
+    except Exception as exc:
+        expected = exc.errors(include_url=False, include_context=False, include_input=False)  # type: ignore[attr-defined]
+        with pytest.raises(ValidationFailed) as info:
+            op.bind(params)
+        assert (
+            info.value.to_dict()["details"]
+            == ValidationFailed.from_errors(expected).to_dict()["details"]
+        )
+    else:
+        values = dict(model.__dict__)
+        values["json"] = values.pop("tether_field_json")
+        assert op.bind(params) == values
+
+
 def test_parameter_shadowing_a_basemodel_attribute() -> None:
     # `json`, `copy` and `model_*` are BaseModel attributes: the input model renames them.
     @command

@@ -263,18 +263,19 @@ class ResultEncoder:
             else None
         )
         # orjson writes these scalars exactly as pydantic does, several times faster.
-        self.native = output_type in _NATIVE_SCALARS
+        self.native: type | None = output_type if output_type in _NATIVE_SCALARS else None
         self.serialize = self.adapter.serializer.to_json
         self.validate = self.adapter.validator.validate_python
 
     def to_json(self, value: Any) -> bytes:
         """Return `value` as JSON bytes, validated against the output type first if needed."""
-        if self.exact is not None and type(value) is self.exact:
-            if self.native:
-                try:
-                    return orjson.dumps(value)
-                except TypeError:  # an int beyond 64 bits
-                    pass
+        kind = type(value)
+        if kind is self.native:
+            try:
+                return orjson.dumps(value)
+            except TypeError:  # an int beyond 64 bits
+                pass
+        if kind is self.exact:
             return self.serialize(value, by_alias=True)
         return self.serialize(self.validate(value, from_attributes=True), by_alias=True)
 
@@ -363,10 +364,8 @@ class Operation:
     """Per input: read repeated from a query string? None when GET cannot carry the input."""
     renamed: Mapping[str, str] = field(default_factory=dict)
     """Input model field name -> parameter name, for parameters that shadow BaseModel names."""
-    validate_params: Callable[[Any], tuple[dict[str, Any], Any, Any]] = field(
-        default=lambda data: (dict(data), None, None)
-    )
-    """Validates params as the input model would: (fresh dict of field values, _, _)."""
+    validate_params: Callable[[Any], dict[str, Any]] = field(default=lambda data: dict(data))
+    """Validates params as the input model would, into a fresh dict of field values."""
 
     def bind(self, params: Mapping[str, Any] | BaseModel | None) -> dict[str, Any]:
         """Validate `params` against the input model and return the keyword arguments.
@@ -374,21 +373,23 @@ class Operation:
         Raises:
             ValidationFailed: with one entry per offending field.
         """
-        if params is None:
-            params = {}
-        if isinstance(params, self.input_model):
-            values = dict(params.__dict__)
-        else:
-            if not self.input_names and not params:
-                return {}
-            try:
-                values = self.validate_params(params)[0]
-            except ValidationError as exc:
-                raise ValidationFailed.from_errors(
-                    exc.errors(include_url=False, include_context=False, include_input=False)
-                ) from None
-        for field_name, param_name in self.renamed.items():
-            values[param_name] = values.pop(field_name)
+        if type(params) is not dict:
+            if params is None:
+                params = {}
+            elif isinstance(params, self.input_model):
+                values = dict(params.__dict__)
+                for field_name, param_name in self.renamed.items():
+                    values[param_name] = values.pop(field_name)
+                return values
+        try:
+            values = self.validate_params(params)
+        except ValidationError as exc:
+            raise ValidationFailed.from_errors(
+                exc.errors(include_url=False, include_context=False, include_input=False)
+            ) from None
+        if self.renamed:
+            for field_name, param_name in self.renamed.items():
+                values[param_name] = values.pop(field_name)
         return values
 
     def params_from_positional(self, values: Sequence[Any]) -> dict[str, Any]:
@@ -427,32 +428,45 @@ class Operation:
         return result
 
 
-def fields_validator(
-    model: type[BaseModel],
-) -> Callable[[Any], tuple[dict[str, Any], Any, Any]]:
+def fields_validator(model: type[BaseModel]) -> Callable[[Any], dict[str, Any]]:
     """Return a validator that checks data exactly as `model` does, into a plain dict.
 
-    It runs the model's own core schema without building an instance: about twice as fast,
-    with the same errors.
+    It runs the model's own field schemas as a typed dict, without building an instance:
+    about twice as fast as the model, with the same errors.
     """
     schema: Any = model.__pydantic_core_schema__
-    inner: Any = None
+    fields_schema: Any = None
+    config: Any = None
     if schema["type"] == "model":
-        inner = schema["schema"]
+        fields_schema = schema["schema"]
+        config = schema.get("config")
     elif schema["type"] == "definitions" and schema["schema"]["type"] == "model":
-        inner = {
-            "type": "definitions",
-            "schema": schema["schema"]["schema"],
-            "definitions": schema["definitions"],
-        }
-    if inner is None:  # pragma: no cover - pydantic always builds one of the two shapes
+        fields_schema = schema["schema"]["schema"]
+        config = schema["schema"].get("config")
+    if fields_schema is None or fields_schema["type"] != "model-fields":  # pragma: no cover
+        # pydantic always builds one of the two shapes for a model made by create_model.
         validate_model = model.__pydantic_validator__.validate_python
-        return lambda data: (validate_model(data).__dict__, None, None)
-    config = schema["config"] if schema["type"] == "model" else schema["schema"].get("config")
-    # Returns (values, extra, fields_set): `bind` keeps the values.
-    validate: Callable[[Any], tuple[dict[str, Any], Any, Any]] = SchemaValidator(
-        inner, config
-    ).validate_python
+        return lambda data: dict(validate_model(data).__dict__)
+    typed: dict[str, Any] = {"type": "typed-dict", "fields": {}, "total": True}
+    for key in ("extra_behavior", "extras_schema", "strict"):
+        if key in fields_schema:
+            typed[key] = fields_schema[key]
+    if "extra_behavior" not in typed and config and "extra_fields_behavior" in config:
+        typed["extra_behavior"] = config["extra_fields_behavior"]
+    for name, model_field in fields_schema["fields"].items():
+        typed_field = {
+            "type": "typed-dict-field",
+            "schema": model_field["schema"],
+            # A field with a default is wrapped in a "default" schema, which fills it in.
+            "required": model_field["schema"]["type"] != "default",
+        }
+        for key in ("validation_alias", "serialization_alias", "metadata"):
+            if key in model_field:
+                typed_field[key] = model_field[key]
+        typed["fields"][name] = typed_field
+    if schema["type"] == "definitions":
+        typed = {"type": "definitions", "schema": typed, "definitions": schema["definitions"]}
+    validate: Callable[[Any], dict[str, Any]] = SchemaValidator(typed, config).validate_python
     return validate
 
 

@@ -115,7 +115,8 @@ async def test_jsonrpc_2_batch_scopes_and_the_transport_guard() -> None:
         assert events == []
         single = await client.post("/api/jsonrpc", json=batch(1)[0], headers=key)
         assert single.json()["result"] == "ok"
-        assert events == ["audit", "begin", "transfer 1 in tx", "commit"]
+        # A single request is a batch of one: the per-batch transaction opens first.
+        assert events == ["begin", "audit", "transfer 1 in tx", "commit"]
         events.clear()
         # Over HTTP, the JSON-RPC guard does not apply; per-batch dependencies solve per call.
         http = await client.post("/api/call/transfer", json={"amount": 5})

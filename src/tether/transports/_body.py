@@ -116,22 +116,27 @@ def parse_json(body: bytes) -> Any:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"Malformed JSON: {exc.msg}") from None
-    # Nesting is bounded by the number of brackets, so only bodies with many are checked;
-    # re-encoding runs in C and fails past MAX_DEPTH levels (parsed values always encode).
-    if len(body) > 2 * MAX_DEPTH and body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+    # One pass maps each byte to its class: digits to "9", opening brackets to "[", every
+    # other byte to a space. Then one count and one substring search: a few microseconds
+    # for a batch body, where a regular expression took a hundred.
+    classes = body.translate(_CLASSES)
+    if len(body) > 2 * MAX_DEPTH and classes.count(b"[") > MAX_DEPTH:
+        # Nesting is bounded by the number of brackets, so only bodies with many are
+        # checked: re-encoding runs in C and fails past MAX_DEPTH levels (parsed values
+        # always encode otherwise).
         try:
             orjson.dumps(value)
         except orjson.JSONEncodeError:
             raise BadRequest(f"Malformed JSON: nested deeper than {MAX_DEPTH} levels") from None
-    if body.translate(_DIGITS_ONLY).find(_NINETEEN_DIGITS) != -1:
+    if _NINETEEN_DIGITS in classes:
+        # 19 digits in a row: an integer that may not fit 64 bits (or a long digit string).
         # orjson reads integers beyond 64 bits as floats, silently losing digits; such a
         # body (already known to be valid, shallow JSON) is read again with exact integers.
-        value = json.loads(body)
+        return json.loads(body)
     return value
 
 
-# 19 digits in a row: an integer that may not fit 64 bits (or a long digit string). Found by
-# mapping every digit to "9" and every other byte to a space, then one substring search: a
-# few microseconds for a batch body, where a regular expression took a hundred.
-_DIGITS_ONLY = bytes(0x39 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_CLASSES = bytes(
+    0x39 if 0x30 <= byte <= 0x39 else 0x5B if byte in b"[{" else 0x20 for byte in range(256)
+)
 _NINETEEN_DIGITS = b"9" * 19
