@@ -244,6 +244,8 @@ def test_parameter_shadowing_a_basemodel_attribute() -> None:
     assert op.input_names == ("json", "model_name")
     assert op.bind({"json": 1, "model_name": "x"}) == {"json": 1, "model_name": "x"}
     assert op.bind({"json": 2}) == {"json": 2, "model_name": "m"}
+    instance = op.input_model.model_validate({"json": 3})
+    assert op.bind(instance) == {"json": 3, "model_name": "m"}
 
 
 def test_params_from_positional() -> None:

@@ -5,6 +5,7 @@ tests/e2e/test_jsonrpc_*.py; the specification's examples in test_jsonrpc_spec.p
 """
 
 # No `from __future__ import annotations`: operations here annotate with local dependencies.
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -127,6 +128,18 @@ class TestEnvelope:
         self, conformance: httpx.AsyncClient, bad_id: object
     ) -> None:
         assert answer(await post(conformance, request("add", [1, 2], bad_id))) == invalid()
+
+    @pytest.mark.parametrize("big", [2**64, -(2**63) - 1, 10**40])
+    async def test_an_integer_id_beyond_64_bits_is_echoed_digit_for_digit(
+        self, conformance: httpx.AsyncClient, big: int
+    ) -> None:
+        single = await post(conformance, request("add", [1, 2], big))
+        batch = await post(conformance, [request("add", [1, 2], big), request("add", [2, 2], 2)])
+        assert single.content == b'{"jsonrpc":"2.0","id":%d,"result":3}' % big
+        assert json.loads(batch.content) == [
+            {"jsonrpc": "2.0", "id": big, "result": 3},
+            {"jsonrpc": "2.0", "id": 2, "result": 4},
+        ]
 
     @pytest.mark.parametrize("good_id", ["abc", "", 0, -7, 2**63 - 1, None])
     async def test_string_integer_and_null_ids_are_echoed(
@@ -814,6 +827,92 @@ class TestDispatcher:
 
 
 # -- HTTP ---------------------------------------------------------------------------------
+
+
+class TestWorkers:
+    async def test_a_cancelled_batch_cancels_every_running_item_before_it_returns(self) -> None:
+        api, state = concurrency_api()
+        dispatcher = JsonRpcDispatcher(api, max_concurrency=4)
+        batch = [request("work", {"ms": 10_000, "tag": i}, i) for i in range(10)]
+        with anyio.move_on_after(0.2) as scope:
+            await dispatcher.dispatch(batch, lambda: CallContext("jsonrpc", {"type": "http"}))
+        assert scope.cancelled_caught
+        # Four items started (the bound); all four were cancelled and had finished
+        # (their `finally` ran) by the time dispatch gave control back.
+        assert state["started"] == 4
+        assert state["running"] == 0
+
+    async def test_items_that_never_suspend_run_in_one_worker(self) -> None:
+        api = Tether()
+        tasks: set[object] = set()
+
+        @api.query
+        async def where() -> int:
+            tasks.add(anyio.get_current_task().id)
+            return 0
+
+        dispatcher = JsonRpcDispatcher(api)
+        reply = await dispatcher.dispatch([request("where", None, i) for i in range(50)], dict)
+        assert reply.body is not None
+        assert len(json.loads(reply.body)) == 50
+        assert len(tasks) == 1
+
+    @pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
+    async def test_a_batch_leaves_no_reference_cycles(self) -> None:
+        # A cycle per batch would be freed by the garbage collector alone: it then ran ten
+        # times as often under load. Checked with items that suspend too (workers added).
+        api, _ = concurrency_api()
+
+        @api.query
+        async def add(a: int, b: int) -> int:
+            return a + b
+
+        dispatcher = JsonRpcDispatcher(api)
+        quick = [request("add", [i, 1], i) for i in range(100)]
+        slow = [request("work", {"ms": 1, "tag": i}, i) for i in range(20)]
+        await dispatcher.dispatch(list(quick), dict)  # warm: first-call caches
+        await dispatcher.dispatch(list(slow), dict)
+        gc.collect()
+        gc.disable()
+        try:
+            replies = [await dispatcher.dispatch(list(batch), dict) for batch in (quick, slow)]
+            await anyio.sleep(0.01)  # the loop lets go of what it held for the batches
+            found = gc.collect()
+        finally:
+            gc.enable()
+        assert [len(json.loads(reply.body or b"")) for reply in replies] == [100, 20]
+        assert found == 0
+
+
+class TestFanOut:
+    async def test_a_failing_worker_is_raised_once_no_worker_runs(self) -> None:
+        # Workers never fail for a call's error (those are answers); only a bug can.
+        from tether.transports._jsonrpc_dispatch import _fan_out
+
+        running = 0
+        started = 0
+
+        async def worker() -> None:
+            nonlocal running, started
+            started += 1
+            running += 1
+            try:
+                if started == 1:
+                    await anyio.sleep(0.05)  # suspends: a second worker is added
+                else:
+                    raise RuntimeError("a bug in a worker")
+            finally:
+                running -= 1
+
+        with pytest.raises((RuntimeError, BaseExceptionGroup)) as info:
+            await _fan_out(worker, 2, lambda: started < 2)
+        error: BaseException = info.value
+        if isinstance(error, BaseExceptionGroup):  # anyio's task group (trio)
+            error = error.exceptions[0]
+        assert isinstance(error, RuntimeError)
+        assert str(error) == "a bug in a worker"
+        assert started == 2
+        assert running == 0
 
 
 class TestHttp:

@@ -155,9 +155,10 @@ class _Workers:
     """The workers a batch adds on asyncio while the ones it has are all suspended.
 
     `grow` is scheduled on the loop, so it runs only once the running workers have
-    suspended. `stop` cancels it and breaks the one reference cycle (self -> handle ->
-    bound method -> self): a cycle per batch, left to the garbage collector with all it
-    holds (the batch's items and results), made the collector run ten times as often.
+    suspended; `stop` cancels it. It is a method, not a closure: a closure that schedules
+    itself refers to itself, a cycle per batch that only the garbage collector frees, with
+    all it holds (the batch's items and results); under load the collector then ran ten
+    times as often.
     """
 
     __slots__ = ("handle", "helpers", "limit", "loop", "waiting", "worker")
