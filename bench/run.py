@@ -6,7 +6,8 @@ Usage: python bench/run.py [--duration S] [--rounds N] [--connections C] [--quic
 Each app runs in its own uvicorn process (one worker, same settings), pinned to one core;
 wrk runs pinned to the other core, so that the server, not the client, is the limit. The
 scenarios are measured in interleaved rounds and the medians reported. Results go to
-bench/results/latest.json (and to bench/results/<date>.json with --save). See docs/bench.md.
+bench/results/latest.json, and with --save to bench/results/<date>.json (<date>-2.json and
+so on when that record exists). See docs/bench.md.
 """
 
 from __future__ import annotations
@@ -266,7 +267,12 @@ def main() -> int:
     (RESULTS_DIR / "latest.json").write_text(text)
     written = ["bench/results/latest.json"]
     if args.save:
-        name = f"{dt.datetime.now(dt.UTC).date().isoformat()}.json"
+        day = dt.datetime.now(dt.UTC).date().isoformat()
+        name = f"{day}.json"
+        serial = 1
+        while (RESULTS_DIR / name).exists():  # a record is never overwritten
+            serial += 1
+            name = f"{day}-{serial}.json"
         (RESULTS_DIR / name).write_text(text)
         written.append(f"bench/results/{name}")
     print(f"\nwrote {', '.join(written)} ({report['elapsed_s']} s)")
