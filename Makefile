@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-lowest lint bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -36,6 +36,20 @@ $(SYSTEM_STAMP):
 test: $(STAMP) $(SYSTEM_STAMP) $(NODE_STAMPS)
 	$(BIN)/python -m pytest --cov --cov-report=term -q
 
+# The same tests against the lowest FastAPI that pyproject.toml allows (CI runs both).
+LOWEST_FASTAPI := 0.135.0
+LOWEST := .venv-lowest
+LOWEST_STAMP := $(LOWEST)/.installed-$(LOWEST_FASTAPI)
+
+$(LOWEST_STAMP): pyproject.toml
+	test -d $(LOWEST) || $(PY) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install -q --upgrade pip
+	$(LOWEST)/bin/python -m pip install -q -e '.[dev]' 'fastapi==$(LOWEST_FASTAPI)'
+	touch $(LOWEST_STAMP)
+
+test-lowest: $(LOWEST_STAMP) $(SYSTEM_STAMP) $(NODE_STAMPS)
+	$(LOWEST)/bin/python -m pytest -q --no-cov
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
@@ -48,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/sse_bench.py
 
 clean:
-	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .coverage .pytest_cache .mypy_cache .ruff_cache
