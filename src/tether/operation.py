@@ -46,6 +46,7 @@ __all__ = (
     "Kind",
     "Operation",
     "OperationOptions",
+    "TetherOperationOptions",
     "OperationSpec",
     "command",
     "compile_operation",
@@ -142,8 +143,8 @@ def make_spec(
     )
 
 
-class OperationOptions(TypedDict, total=False):
-    """The options every operation decorator takes (see `operation`)."""
+class TetherOperationOptions(TypedDict, total=False):
+    """The options `Tether.query`, `.command` and `.stream` take (see `operation`)."""
 
     name: str | None
     auth: Any
@@ -152,6 +153,11 @@ class OperationOptions(TypedDict, total=False):
     description: str | None
     deprecated: bool
     errors: Sequence[type[TetherError]] | None
+
+
+class OperationOptions(TetherOperationOptions, total=False):
+    """The options every operation decorator takes: those above, plus `uses=` for services."""
+
     uses: Sequence[str] | None
 
 

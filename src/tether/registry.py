@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from fastapi import params
 
@@ -14,7 +14,15 @@ from .dependencies import BatchScoped, ConnectionScoped
 from .errors import ConfigurationError, NotFound, TetherError
 from .invoke import Invoker, logger
 from .limits import DEFAULT_MAX_IN_FLIGHT, Admission
-from .operation import Kind, Operation, OperationSpec, compile_operation, get_spec, make_spec
+from .operation import (
+    Kind,
+    Operation,
+    OperationSpec,
+    TetherOperationOptions,
+    compile_operation,
+    get_spec,
+    make_spec,
+)
 from .services import ServiceTable, bound_operation_function, free_typevars, service_table
 
 if TYPE_CHECKING:
@@ -27,18 +35,6 @@ __all__ = ("Tether",)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-
-
-class TetherOperationOptions(TypedDict, total=False):
-    """The options `Tether.query`, `.command` and `.stream` take (`uses=` is for services)."""
-
-    name: str | None
-    auth: Any
-    tags: Sequence[str] | None
-    summary: str | None
-    description: str | None
-    deprecated: bool
-    errors: Sequence[type[TetherError]] | None
 
 
 class Tether:
@@ -102,6 +98,8 @@ class Tether:
         """The invoker every transport calls."""
         self.app: FastAPI | None = None
         """The FastAPI app tether is mounted on, once `mount` has run."""
+        self.batch_scoped = False
+        """Some operation declares per-batch dependencies (set as operations register)."""
         self._operations: dict[str, Operation] = {}
         self._transports: list[Transport] = []
 
@@ -136,6 +134,8 @@ class Tether:
                 raise ConfigurationError(f"operation name {name!r} is already registered")
         for op in ops:
             self._operations[op.name] = op
+            if op.plan is not None and op.plan.batch_scoped:
+                self.batch_scoped = True
             for transport in self._transports:
                 transport.operation_added(op)
 

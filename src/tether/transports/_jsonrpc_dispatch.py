@@ -288,8 +288,6 @@ class JsonRpcDispatcher:
         self.batch_dependencies = tuple(batch_dependencies)
         self.server_url = server_url if server_url is not None else f"{api.prefix}/jsonrpc"
         self._openrpc: tuple[int, bytes] | None = None
-        self._scoped_count = -1  # the operation count when _any_batch_scoped was computed
-        self._any_batch_scoped = False
 
     async def dispatch(
         self,
@@ -369,7 +367,7 @@ class JsonRpcDispatcher:
 
     def _shared_dependencies(self, items: list[Any]) -> tuple[fastapi_params.Depends, ...]:
         """The dependencies solved once for `items`: the transport's and the operations'."""
-        if not self._batch_scoped_operations():
+        if not self.api.batch_scoped:
             return self.batch_dependencies
         shared: dict[fastapi_params.Depends, None] = dict.fromkeys(self.batch_dependencies)
         operations = self._operations
@@ -379,16 +377,6 @@ class JsonRpcDispatcher:
             if op is not None and op.plan is not None:
                 shared.update(dict.fromkeys(op.plan.batch_scoped))
         return tuple(shared)
-
-    def _batch_scoped_operations(self) -> bool:
-        """Say whether any operation declares per-batch dependencies (cached per count)."""
-        count = len(self._operations)
-        if self._scoped_count != count:
-            self._any_batch_scoped = any(
-                op.plan is not None and op.plan.batch_scoped for op in self._operations.values()
-            )
-            self._scoped_count = count
-        return self._any_batch_scoped
 
     async def _run_items(
         self,
