@@ -6,36 +6,15 @@ store, a list of events) starts empty in every test.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import Header
 
+from tests._docs_examples import client_for, load
 from tether import Operation
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
-
-
-def load(name: str) -> ModuleType:
-    """Execute examples/docs/<name>.py afresh and register it as `examples.docs.<name>`."""
-    module_name = f"examples.docs.{name}"
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def client_for(module: ModuleType) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(module.app), base_url="http://test")
 
 
 def body(response: httpx.Response, status: int = 200) -> Any:

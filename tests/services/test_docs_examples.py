@@ -4,20 +4,16 @@ Each test loads a fresh copy of its example module (so module-level state starts
 and, where a transport is involved, serves its app on a real uvicorn server.
 """
 
-import importlib.util
 import inspect
 import ssl
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 
+from tests._docs_examples import load
 from tests.conftest import LiveServer
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
 Serve = Callable[..., LiveServer]
 
 
@@ -28,18 +24,6 @@ _SSL_CONTEXT = ssl.create_default_context()
 
 def http_client(**kwargs: Any) -> httpx.Client:
     return httpx.Client(verify=_SSL_CONTEXT, **kwargs)
-
-
-def load(name: str) -> ModuleType:
-    """Execute examples/docs/<name>.py afresh and register it as `examples.docs.<name>`."""
-    module_name = f"examples.docs.{name}"
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def client(server: LiveServer, **headers: str) -> httpx.Client:

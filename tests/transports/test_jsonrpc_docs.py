@@ -7,39 +7,19 @@ tether speaks.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import httpx
 import pytest
+
+from tests._docs_examples import client_for, load
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "transports" / "jsonrpc.md"
 TEXT_BLOCK = re.compile(r"^```text\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 NOTHING = "nothing (HTTP 204)"
-
-
-def load(name: str) -> ModuleType:
-    """Execute examples/docs/<name>.py afresh and register it as `examples.docs.<name>`."""
-    module_name = f"examples.docs.{name}"
-    spec = importlib.util.spec_from_file_location(
-        module_name, ROOT / "examples" / "docs" / f"{name}.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def client_for(module: ModuleType) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(module.app), base_url="http://test")
 
 
 def exchanges() -> list[list[tuple[str, str]]]:

@@ -1,27 +1,10 @@
 """The code shown in docs/transports/websocket.md and docs/observable-socket.md, exercised."""
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
+from tests._docs_examples import load
+
 from .test_websocket import Closed, MemorySocket
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
-
-
-def load(name: str) -> ModuleType:
-    """Execute examples/docs/<name>.py afresh (module-level state starts empty)."""
-    module_name = f"examples.docs.{name}"
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class TestWebSocketApp:
