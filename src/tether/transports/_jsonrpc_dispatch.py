@@ -142,13 +142,12 @@ async def _fan_out(
     try:
         await worker()
     except BaseException:
-        more.stop()
         for task in more.helpers:
             task.cancel()
-        await _join(more.helpers)
         raise
-    more.stop()
-    await _join(more.helpers)
+    finally:
+        more.stop()
+        await _join(more.helpers)
 
 
 class _Workers:
