@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import Callable
 
 import anyio
-import sniffio
 from starlette.types import Send
 
 __all__ = ("Outbox", "Signal")
@@ -30,7 +29,7 @@ class Signal:
     __slots__ = ("_asyncio", "_event")
 
     def __init__(self) -> None:
-        self._asyncio = sniffio.current_async_library() == "asyncio"
+        self._asyncio = _on_asyncio()
         self._event: asyncio.Event | anyio.Event = (
             asyncio.Event() if self._asyncio else anyio.Event()
         )
@@ -147,3 +146,12 @@ class Outbox:
                 return
             finally:
                 self._sending = False
+
+
+def _on_asyncio() -> bool:
+    """Say whether the running event loop is asyncio's (no sniffio: only trio brings it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
