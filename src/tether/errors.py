@@ -11,7 +11,9 @@ TetherError                  code="INTERNAL_ERROR"          status=500  jsonrpc_
 ├── MethodNotAllowed         code="METHOD_NOT_ALLOWED"      status=405  jsonrpc_code=-32005
 ├── Conflict                 code="CONFLICT"                status=409  jsonrpc_code=-32009
 ├── PayloadTooLarge          code="PAYLOAD_TOO_LARGE"       status=413  jsonrpc_code=-32013
+├── RequestTimeout           code="REQUEST_TIMEOUT"         status=408  jsonrpc_code=-32008
 ├── UnsupportedMediaType     code="UNSUPPORTED_MEDIA_TYPE"  status=415  jsonrpc_code=-32015
+├── UpgradeRequired          code="UPGRADE_REQUIRED"        status=426  jsonrpc_code=-32026
 └── TooManyRequests          code="TOO_MANY_REQUESTS"       status=429  jsonrpc_code=-32029
 ConfigurationError(RuntimeError)   a developer mistake found at registration; never sent on the wire
 ```
@@ -44,10 +46,12 @@ __all__ = (
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "RequestTimeout",
     "TetherError",
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",
+    "UpgradeRequired",
     "ValidationFailed",
     "error_for_code",
 )
@@ -232,6 +236,24 @@ class UnsupportedMediaType(TetherError):
     message = "Content-Type must be application/json"
 
 
+class RequestTimeout(TetherError):
+    """The request body did not arrive within the server's deadline."""
+
+    code = "REQUEST_TIMEOUT"
+    status = 408
+    jsonrpc_code = -32008
+    message = "The request body did not arrive in time"
+
+
+class UpgradeRequired(TetherError):
+    """A plain HTTP request reached an endpoint that only speaks WebSocket."""
+
+    code = "UPGRADE_REQUIRED"
+    status = 426
+    jsonrpc_code = -32026
+    message = "This endpoint speaks WebSocket: send an Upgrade: websocket handshake"
+
+
 class TooManyRequests(TetherError):
     """The client sent more than a configured limit allows."""
 
@@ -250,7 +272,9 @@ BUILTIN_ERRORS: tuple[type[TetherError], ...] = (
     MethodNotAllowed,
     Conflict,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
+    UpgradeRequired,
     TooManyRequests,
     InternalError,
 )

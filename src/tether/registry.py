@@ -35,6 +35,7 @@ __all__ = ("Tether",)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 10.0
 
 
 class Tether:
@@ -53,6 +54,12 @@ class Tether:
         max_body_size: largest request body accepted, in bytes (default 1 MiB).
         max_in_flight: HTTP and JSON-RPC requests served at once; past it, requests are
             answered 429 `TOO_MANY_REQUESTS` at once rather than queued (default 1024).
+        body_timeout: seconds a request body may take to arrive in full; past it, the
+            request is answered 408 `REQUEST_TIMEOUT` and its connection closed (default 10).
+        allowed_origins: browser origins (`https://app.example.com`) allowed to open the
+            WebSocket besides the request's own host; `"*"` allows any (default: none).
+        strict: validate inputs strictly (no coercion: `true` is not an integer, `"1"` is
+            not a number) for every operation that does not set its own `strict=`.
     """
 
     def __init__(
@@ -66,6 +73,9 @@ class Tether:
         tags: Sequence[str] = (),
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        allowed_origins: Sequence[str] = (),
+        strict: bool = False,
     ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ConfigurationError(f"prefix must start with '/' and not end with one: {prefix!r}")
@@ -78,6 +88,10 @@ class Tether:
                 )
         if max_body_size < 1:
             raise ConfigurationError("max_body_size must be positive")
+        if not body_timeout > 0:
+            raise ConfigurationError("body_timeout must be a positive number of seconds")
+        if isinstance(allowed_origins, str):
+            raise ConfigurationError("allowed_origins takes a list of origins, not one string")
         self.prefix = prefix
         """URL prefix of every tether endpoint."""
         self.user = user
@@ -94,6 +108,12 @@ class Tether:
         """Largest request body accepted, in bytes."""
         self.admission = Admission(max_in_flight)
         """Sheds load past `max_in_flight` requests in flight (HTTP and JSON-RPC)."""
+        self.body_timeout = float(body_timeout)
+        """Seconds a request body may take to arrive before a 408."""
+        self.allowed_origins: tuple[str, ...] = tuple(allowed_origins)
+        """Browser origins allowed to open the WebSocket besides the request's own host."""
+        self.strict = strict
+        """Default input strictness of operations that do not set `strict=` themselves."""
         self.invoker = Invoker()
         """The invoker every transport calls."""
         self.app: FastAPI | None = None
