@@ -228,7 +228,7 @@ class PayloadTooLarge(TetherError):
 
 
 class UnsupportedMediaType(TetherError):
-    """The request body is not declared as JSON."""
+    """The request is a POST without a JSON `Content-Type` (even with an empty body)."""
 
     code = "UNSUPPORTED_MEDIA_TYPE"
     status = 415
@@ -237,7 +237,7 @@ class UnsupportedMediaType(TetherError):
 
 
 class RequestTimeout(TetherError):
-    """The request body did not arrive within the server's deadline."""
+    """The request body did not arrive within `Tether(body_timeout=...)`."""
 
     code = "REQUEST_TIMEOUT"
     status = 408
@@ -246,7 +246,7 @@ class RequestTimeout(TetherError):
 
 
 class UpgradeRequired(TetherError):
-    """A plain HTTP request reached an endpoint that only speaks WebSocket."""
+    """A plain HTTP request reached the WebSocket endpoint."""
 
     code = "UPGRADE_REQUIRED"
     status = 426
