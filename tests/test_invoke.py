@@ -243,16 +243,16 @@ async def test_output_serialized_like_a_response_model(transport: str) -> None:
 
     app = mounted(api)
     async with asgi_client(app) as client:
-        assert (await client.post("/api/call/as_model")).json() == {
+        assert (await client.post("/api/call/as_model", json={})).json() == {
             "result": {"id": 1, "title": "a"}
         }
-        assert (await client.post("/api/call/as_dict")).json() == {
+        assert (await client.post("/api/call/as_dict", json={})).json() == {
             "result": {"id": 2, "title": "b"}
         }
-        assert (await client.post("/api/call/as_list")).json() == {
+        assert (await client.post("/api/call/as_list", json={})).json() == {
             "result": [{"id": 3, "title": "c"}]
         }
-        assert (await client.post("/api/call/nothing")).json() == {"result": None}
+        assert (await client.post("/api/call/nothing", json={})).json() == {"result": None}
 
 
 @per_transport

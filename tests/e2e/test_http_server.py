@@ -247,7 +247,9 @@ def test_bad_input_is_answered_and_the_server_keeps_serving(
 def test_good_edge_inputs(server: tuple[LiveServer, World]) -> None:
     live, _ = server
     with httpx.Client(base_url=live.url) as client:
-        response = client.post("/api/call/echo", content=b"")
+        response = client.post(
+            "/api/call/echo", content=b"", headers={"content-type": "application/json"}
+        )
         assert (response.status_code, response.json()) == (200, {"result": None})
         response = client.post(
             "/api/call/echo",

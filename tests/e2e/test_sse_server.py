@@ -234,7 +234,7 @@ def test_uvicorn_server_is_found_once_per_loop(live_server: Callable[..., LiveSe
     api.mount(app, transports=[HttpTransport(), transport])
     server = live_server(app)
     with httpx.Client(base_url=server.url) as client:
-        assert client.post("/api/call/lookup").json() == {"result": True}
+        assert client.post("/api/call/lookup", json={}).json() == {"result": True}
     assert found == [server.server, server.server]
     assert not world.closed.is_set()
 

@@ -35,7 +35,7 @@ def test_a_request_dependency_over_http_jsonrpc_and_websocket(
 ) -> None:
     server = live_server(build_app())
     with httpx.Client(base_url=server.url) as client:
-        assert client.post("/api/call/scheme").json() == {"result": "http"}
+        assert client.post("/api/call/scheme", json={}).json() == {"result": "http"}
         rpc = {"jsonrpc": "2.0", "id": 1, "method": "scheme"}
         assert client.post("/api/jsonrpc", json=rpc).json()["result"] == "http"
     with connect(f"{server.ws_url}/api/ws") as socket:

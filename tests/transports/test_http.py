@@ -1,7 +1,9 @@
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI, Header, Request, Response, Security
@@ -15,6 +17,7 @@ from tether import (
     Conflict,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     Tether,
     TetherError,
     Unauthorized,
@@ -22,11 +25,14 @@ from tether import (
 from tether.transports import HttpTransport, default_transports
 from tether.transports._body import (
     MAX_DEPTH,
+    ClientDisconnected,
+    has_body,
     header,
     parse_json,
     read_body,
     require_json_content_type,
 )
+from tether.transports._disconnect import run_unless_disconnected
 from tether.transports.http import encode_error
 
 
@@ -359,13 +365,36 @@ async def test_wrong_content_type_is_415(content_type: str) -> None:
         "application/json; charset=utf-8",
         "Application/JSON;charset=UTF-8",
         "application/vnd.api+json",
-        None,
     ],
 )
-async def test_json_content_types_are_accepted(content_type: str | None) -> None:
+async def test_json_content_types_are_accepted(content_type: str) -> None:
     _, app = make_app()
     response = await post_raw(app, "/api/call/add", b'{"a": 1, "b": 1}', content_type)
     assert (response.status_code, response.json()) == (200, {"result": 2})
+
+
+@pytest.mark.parametrize("content", [b'{"value": 1}', b""], ids=["body", "empty"])
+async def test_a_post_without_content_type_is_415(content: bytes) -> None:
+    # A cross-site page can POST a body of no type without a CORS preflight (a "simple"
+    # request); an empty one too: a command without parameters is a target as well.
+    api, app = make_app()
+    ran: list[object] = []
+
+    @api.command
+    def act() -> str:
+        ran.append(True)
+        return "acted"
+
+    for path in ("/api/call/echo", "/api/call/act"):
+        response = await post_raw(app, path, content, None)
+        assert response.status_code == 415
+        assert response.json() == {
+            "error": error(
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Content-Type must be application/json; the request has none",
+            )
+        }
+    assert ran == []
 
 
 async def test_empty_body_means_no_params() -> None:
@@ -442,7 +471,7 @@ async def test_invalid_content_length_is_400() -> None:
         "type": "http",
         "method": "POST",
         "path": "/api/call/add",
-        "headers": [(b"content-length", b"abc")],
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"abc")],
         "path_params": {"name": "add"},
         "query_string": b"",
     }
@@ -467,7 +496,7 @@ async def test_client_disconnect_while_reading_sends_nothing() -> None:
         "type": "http",
         "method": "POST",
         "path": "/api/call/add",
-        "headers": [],
+        "headers": [(b"content-type", b"application/json")],
         "path_params": {"name": "add"},
         "query_string": b"",
     }
@@ -498,8 +527,10 @@ def test_header_lookup() -> None:
 
 
 def test_require_json_content_type() -> None:
-    require_json_content_type({"headers": []})
     require_json_content_type({"headers": [(b"content-type", b"application/problem+json")]})
+    with pytest.raises(TetherError) as info:
+        require_json_content_type({"headers": []})
+    assert info.value.status == 415
     with pytest.raises(TetherError) as info:
         require_json_content_type({"headers": [(b"content-type", b"text/json")]})
     assert info.value.status == 415
@@ -561,6 +592,199 @@ async def test_read_body_empty_and_disconnect() -> None:
 
     with pytest.raises(BadRequest, match="Client disconnected"):
         await read_body({"headers": []}, gone, 10)
+
+
+class StalledReceive:
+    """A body whose first `parts` arrive at once, after which nothing more ever comes."""
+
+    def __init__(self, *parts: bytes) -> None:
+        self.parts = list(parts)
+
+    async def __call__(self) -> Message:
+        if not self.parts:
+            await anyio.sleep_forever()
+        return {"type": "http.request", "body": self.parts.pop(0), "more_body": True}
+
+
+@pytest.mark.parametrize("parts", [(), (b"{",)], ids=["headers-only", "one-byte"])
+async def test_read_body_times_out_a_stalled_body(parts: tuple[bytes, ...]) -> None:
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout) as info:
+        await read_body({"headers": []}, StalledReceive(*parts), 100, 0.2)
+    assert 0.2 <= time.monotonic() - started < 2
+    assert (info.value.status, info.value.code) == (408, "REQUEST_TIMEOUT")
+    assert info.value.details == {"timeout": 0.2}
+
+
+async def test_read_body_deadline_counts_the_whole_body() -> None:
+    # A byte every 50 ms never stalls long, but the whole body is still due in 0.3 s.
+    async def trickle() -> Message:
+        await anyio.sleep(0.05)
+        return {"type": "http.request", "body": b" ", "more_body": True}
+
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout):
+        await read_body({"headers": []}, trickle, 1000, 0.3)
+    assert time.monotonic() - started < 1
+
+
+async def test_a_body_read_in_time_leaves_no_deadline_behind() -> None:
+    # Whole at once (no timer armed), and in two parts (armed while waiting): once read,
+    # nothing cancels the task later.
+    async def whole() -> Message:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    parts: list[Message] = [
+        {"type": "http.request", "body": b"{", "more_body": True},
+        {"type": "http.request", "body": b"}", "more_body": False},
+    ]
+
+    async def later() -> Message:
+        await anyio.sleep(0.01)
+        return parts.pop(0)
+
+    assert await read_body({"headers": []}, whole, 10, 0.05) == b"{}"
+    assert await read_body({"headers": []}, later, 10, 0.05) == b"{}"
+    with anyio.fail_after(2):
+        await anyio.sleep(0.2)  # past both deadlines: not cancelled
+
+
+def test_has_body() -> None:
+    assert has_body({"headers": [(b"content-length", b"10")]})
+    assert has_body({"headers": [(b"transfer-encoding", b"chunked")]})
+    assert not has_body({"headers": [(b"content-length", b"0")]})
+    assert not has_body({"headers": [(b"host", b"x")]})
+
+
+async def test_a_stalled_body_holds_no_slot_and_gets_408_with_connection_close() -> None:
+    api, _ = make_app(max_in_flight=1, body_timeout=0.2)
+    transport = HttpTransport()
+    transport.api = api
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/call/add",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"50")],
+        "path_params": {"name": "add"},
+        "query_string": b"",
+    }
+    async with anyio.create_task_group() as group:
+        group.start_soon(transport, scope, StalledReceive(b"{"), send)
+        await anyio.sleep(0.05)
+        assert api.admission.in_flight == 0  # the one slot is free while the body is due
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["error"]["code"] == "REQUEST_TIMEOUT"
+
+
+async def test_an_early_413_says_connection_close_and_a_read_body_does_not() -> None:
+    _, app = make_app(max_body_size=10)
+    async with asgi_client(app) as client:
+        too_large = await client.post("/api/call/echo", json={"value": "x" * 20})
+        invalid = await client.post("/api/call/add", json={"a": "x"})
+    assert (too_large.status_code, too_large.headers["connection"]) == (413, "close")
+    assert invalid.status_code == 422
+    assert "connection" not in invalid.headers
+
+
+class Disconnecting:
+    """A request whose body has been read, and whose client leaves after `after` seconds."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+
+    async def __call__(self) -> Message:
+        await anyio.sleep(self.after)
+        return {"type": "http.disconnect"}
+
+
+async def test_run_unless_disconnected_cancels_the_call_when_the_client_leaves() -> None:
+    seen: list[str] = []
+
+    async def call() -> str:
+        try:
+            await anyio.sleep(10)
+        except BaseException as exc:
+            seen.append(type(exc).__name__)
+            raise
+        return "done"
+
+    started = time.monotonic()
+    with pytest.raises(ClientDisconnected):
+        await run_unless_disconnected(Disconnecting(0.05), call())
+    assert time.monotonic() - started < 2
+    assert seen in (["CancelledError"], ["Cancelled"])  # asyncio's or trio's
+    with anyio.fail_after(2):
+        await anyio.sleep(0.01)  # the task is not left cancelled
+
+
+async def test_run_unless_disconnected_returns_results_and_errors_untouched() -> None:
+    async def quick() -> int:
+        await anyio.sleep(0.01)
+        return 7
+
+    async def failing() -> int:
+        await anyio.sleep(0.01)
+        raise NotFound("gone")
+
+    assert await run_unless_disconnected(Disconnecting(0.05), quick()) == 7
+    with pytest.raises(NotFound):
+        await run_unless_disconnected(Disconnecting(0.05), failing())
+    # Past the moment the clients left: nothing watches any more, nothing is cancelled.
+    with anyio.fail_after(2):
+        await anyio.sleep(0.2)
+
+
+async def test_run_unless_disconnected_leaves_outer_cancellation_alone() -> None:
+    with anyio.move_on_after(0.05) as scope:
+        await run_unless_disconnected(Disconnecting(10), anyio.sleep(10))
+    assert scope.cancelled_caught
+
+
+async def test_first_step_then_resume_behaves_like_await() -> None:
+    from tether.transports._step import first_step, resume
+
+    async def at_once() -> int:
+        return 1
+
+    async def after_a_wait() -> int:
+        await anyio.sleep(0.01)
+        return 2
+
+    async def fails_after_a_wait() -> int:
+        await anyio.sleep(0.01)
+        raise NotFound("x")
+
+    assert first_step(at_once()) == (1, None)
+    result, waiting = first_step(after_a_wait())
+    assert result is None
+    assert waiting is not None
+    assert await resume(waiting) == 2
+    _, waiting = first_step(fails_after_a_wait())
+    assert waiting is not None
+    with pytest.raises(NotFound):
+        await resume(waiting)
+    # A cancellation reaches the suspended awaitable through `resume`.
+    seen: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await anyio.sleep(10)
+        except BaseException as exc:
+            seen.append(type(exc).__name__)
+            raise
+
+    with anyio.move_on_after(0.05) as scope:
+        _, waiting = first_step(forever())
+        assert waiting is not None
+        await resume(waiting)
+    assert scope.cancelled_caught
+    assert seen in (["CancelledError"], ["Cancelled"])
 
 
 def test_parse_json() -> None:
@@ -734,11 +958,10 @@ class TestOpenAPI:
             "items": {"$ref": "#/components/schemas/Todo"},
             "title": "Result",
         }
-        # Every input optional: the body may be left out.
+        # Every POST carries a JSON body (415 without a JSON Content-Type), `{}` at least.
         list_post = doc["paths"]["/api/call/list_todos"]["post"]
-        assert list_post["requestBody"].get("required", False) is False
-        # No inputs: no body at all.
-        assert "requestBody" not in doc["paths"]["/api/call/ping"]["post"]
+        assert list_post["requestBody"]["required"] is True
+        assert doc["paths"]["/api/call/ping"]["post"]["requestBody"]["required"] is True
 
     async def test_description_summary_tags_deprecated(self) -> None:
         doc = await openapi_of(documented_app())
@@ -790,7 +1013,7 @@ class TestOpenAPI:
     async def test_documented_errors(self) -> None:
         doc = await openapi_of(documented_app())
         responses = doc["paths"]["/api/call/todos.add"]["post"]["responses"]
-        assert sorted(responses) == ["200", "400", "401", "403", "409", "418", "422", "500"]
+        assert sorted(responses) == ["200", "400", "401", "403", "409", "415", "418", "422", "500"]
         envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
         for status in ("400", "401", "403", "409", "418", "422", "500"):
             assert responses[status]["content"]["application/json"]["schema"] == envelope

@@ -99,7 +99,7 @@ def test_default_transports_put_http_first_then_jsonrpc() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"max_batch_size": 0}, {"max_concurrency": 0}, {"batch_dependencies": [lambda: 1]}],
+    [{"max_batch_size": 0}, {"max_concurrency": 0}, {"batch_dependencies": []}],
 )
 def test_bad_configuration_is_refused_when_mounting(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
@@ -638,7 +638,7 @@ class TestDependencyScopes:
             answer(await post(client, request("write", [9])))
         assert log == ["begin", "write 9", "commit"]
 
-    async def test_transport_batch_dependencies_guard_the_whole_request(self) -> None:
+    async def test_tether_batch_dependencies_guard_the_whole_request(self) -> None:
         log: list[str] = []
 
         async def api_key(x_api_key: Annotated[str | None, Header()] = None) -> str:
@@ -647,7 +647,7 @@ class TestDependencyScopes:
                 raise Unauthorized("API key required")
             return x_api_key
 
-        api = Tether()
+        api = Tether(batch_dependencies=[Depends(api_key)])
 
         @api.query
         async def add(a: int, b: int) -> int:
@@ -657,7 +657,6 @@ class TestDependencyScopes:
         async def key(k: Annotated[str, Depends(api_key)]) -> str:
             return k
 
-        transport = JsonRpcTransport(batch_dependencies=[Depends(api_key)])
         batch = [
             request("add", [1, 2], 1),
             notification("add", [1, 2]),
@@ -665,7 +664,7 @@ class TestDependencyScopes:
             request("nope", [], 4),
             request("key", [], 5),
         ]
-        async with client_for(mounted(api, transport)) as client:
+        async with client_for(mounted(api)) as client:
             denied = answer(await post(client, batch))
             denied_single = answer(await post(client, request("add", [1, 2], "s")))
             denied_notification = await post(client, notification("add", [1, 2]))
@@ -799,14 +798,14 @@ class TestDispatcher:
         # Neither the batch-level solve nor the calls solved it again.
         assert opened == ["session"]
 
-    async def test_a_seeded_value_wins_over_the_batch_dependencies_of_the_dispatcher(self) -> None:
+    async def test_a_seeded_value_is_reused_by_the_batch_dependencies(self) -> None:
         opened: list[str] = []
 
         async def session() -> str:
             opened.append(f"session{len(opened) + 1}")
             return opened[-1]
 
-        api = Tether()
+        api = Tether(batch_dependencies=[Depends(session)])
 
         @api.query
         async def who(s: Annotated[str, Depends(session)]) -> str:
@@ -814,7 +813,7 @@ class TestDispatcher:
 
         app = mounted(api)
         ctx = CallContext("websocket", in_process_scope(app, "/api/ws"))
-        dispatcher = JsonRpcDispatcher(api, batch_dependencies=[Depends(session)])
+        dispatcher = JsonRpcDispatcher(api)
         async with AsyncExitStack() as connection:
             seed = await api.invoker.solve_shared(ctx, [Depends(session)], connection)
             reply = await dispatcher.dispatch(
@@ -824,6 +823,8 @@ class TestDispatcher:
             )
         assert reply.body is not None
         assert [item["result"] for item in json.loads(reply.body)] == ["session1", "session1"]
+        # The batch reused the connection's value instead of solving its own.
+        assert opened == ["session1"]
 
 
 # -- HTTP ---------------------------------------------------------------------------------
@@ -975,16 +976,48 @@ class TestHttp:
         assert body["error"]["data"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
     @pytest.mark.parametrize(
-        "content_type", [None, "application/json; charset=utf-8", "application/json-rpc+json"]
+        "content_type", ["application/json; charset=utf-8", "application/json-rpc+json"]
     )
-    async def test_json_content_types_and_none_are_accepted(
-        self, conformance: httpx.AsyncClient, content_type: str | None
+    async def test_json_content_types_are_accepted(
+        self, conformance: httpx.AsyncClient, content_type: str
     ) -> None:
-        headers = {} if content_type is None else {"content-type": content_type}
         response = await conformance.post(
-            "/api/jsonrpc", content=json.dumps(request("add", [1, 2])), headers=headers
+            "/api/jsonrpc",
+            content=json.dumps(request("add", [1, 2])),
+            headers={"content-type": content_type},
         )
         assert answer(response)["result"] == 3
+
+    @pytest.mark.parametrize(
+        "content",
+        [json.dumps(request("act")).encode(), json.dumps([request("act")]).encode(), b""],
+        ids=["single", "batch", "empty"],
+    )
+    async def test_a_post_without_content_type_is_415_and_runs_nothing(
+        self, content: bytes
+    ) -> None:
+        # A cross-site page can POST a body of no type without a CORS preflight.
+        api = Tether()
+        ran: list[str] = []
+
+        @api.command
+        async def act() -> str:
+            ran.append("act")
+            return "acted"
+
+        async with client_for(mounted(api)) as client:
+            response = await client.post("/api/jsonrpc", content=content)
+        assert response.status_code == 415
+        assert response.json() == {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {
+                "code": -32015,
+                "message": "Content-Type must be application/json; the request has none",
+                "data": {"code": "UNSUPPORTED_MEDIA_TYPE", "details": None},
+            },
+        }
+        assert ran == []
 
     @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
     async def test_other_http_methods_are_405(

@@ -4,6 +4,12 @@ A call answers `200 {"result": ...}`; a failure answers the error's status with
 `{"error": {"code", "message", "details"}}`. Dispatch is one route and a dict lookup,
 whatever the number of operations; each operation also gets documentation-only routes so
 that FastAPI's OpenAPI and Swagger UI show it as a real endpoint.
+
+Against hostile clients: a POST needs a JSON content type (415 otherwise, so no cross-site
+"simple" request gets through); the body is read under `Tether(max_body_size=...)` and
+`Tether(body_timeout=...)`, before the call takes its in-flight slot; an answer sent before
+the body was read whole closes the connection; a query whose client disconnects is
+cancelled, a command runs to its end (see docs/transports/http.md).
 """
 
 from __future__ import annotations
@@ -19,7 +25,15 @@ from starlette.types import Receive, Scope, Send
 from ..context import CallContext
 from ..errors import BadRequest, MethodNotAllowed, TetherError
 from ..schema.openapi import documentation_routes
-from ._body import ClientDisconnected, parse_json, read_body, require_json_content_type
+from ._body import (
+    CLOSE,
+    ClientDisconnected,
+    has_body,
+    parse_json,
+    read_body,
+    require_json_content_type,
+)
+from ._disconnect import run_unless_disconnected
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -79,10 +93,29 @@ class HttpTransport:
         ctx: CallContext | None = None
         allow: str | None = None
         error_headers: Mapping[str, str] = {}
+        body_read = False
         try:
+            op = _target(api, scope)
+            body = b""
+            if scope["method"] == "POST":
+                body = await read_body(scope, receive, api.max_body_size, api.body_timeout)
+                body_read = True
+                params = _params_object(body)
+            else:
+                params = op.params_from_query(_query_items(scope))
+            # The body has arrived whole: only now does the call take an in-flight slot, so
+            # slow senders hold none.
             api.admission.enter()
             try:
-                payload, ctx = await self._handle(api, scope, receive)
+                ctx = CallContext("http", scope, receive, body=body)
+                call = api.invoker.call(ctx, op, params, encode=True)
+                if op.kind == "query" and op.is_async:
+                    # A query whose client has gone is cancelled; a command runs to its end
+                    # (the client could not know how far a half-done change went). A sync
+                    # query runs in a thread, which cannot be interrupted.
+                    payload = await run_unless_disconnected(receive, call)
+                else:
+                    payload = await call
             finally:
                 api.admission.leave()
             status = 200
@@ -104,6 +137,10 @@ class HttpTransport:
         if allow is not None:
             # RFC 9110 15.5.6: a 405 names the methods the resource accepts.
             headers.append((b"allow", allow.encode("latin-1")))
+        if not body_read and has_body(scope):
+            # Answered before the body was read whole (413, 408, 415, 404...): closing the
+            # connection stops the server from reading the rest, however long it is.
+            headers.append(CLOSE)
         response = ctx.response if ctx is not None else None
         if response is not None:
             if response.status_code is not None and status == 200:
@@ -125,41 +162,46 @@ class HttpTransport:
         if ctx is not None and ctx.background is not None:
             await ctx.background()
 
-    async def _handle(
-        self, api: Tether, scope: Scope, receive: Receive
-    ) -> tuple[bytes, CallContext]:
-        op = api.get(scope["path_params"]["name"])
-        method = scope["method"]
-        params: Any
-        body: bytes | None = None
-        if op.kind == "stream":
-            raise BadRequest(
-                f"{op.name} is a stream: read it from {api.prefix}/stream/{op.name}",
-                details={"operation": op.name, "kind": "stream"},
-            )
-        accepts_get = op.kind == "query" and op.query_shape is not None
-        if method == "POST":
-            require_json_content_type(scope)
-            body = await read_body(scope, receive, api.max_body_size)
-            params = parse_json(body) if body else {}
-            if not isinstance(params, dict):
-                raise BadRequest(
-                    "The request body must be a JSON object of parameters",
-                    details={"received": type(params).__name__},
-                )
-        elif method == "GET" and accepts_get:
-            params = op.params_from_query(_query_items(scope))
-        elif method == "GET" and op.kind == "query":
-            raise _WrongMethod(
-                f"{op.name} takes structured input; call it with POST and a JSON body",
-                allow="POST",
-            )
-        else:
-            allow = "GET, POST" if accepts_get else "POST"
-            raise _WrongMethod(f"{method} is not allowed for {op.name}; use {allow}", allow=allow)
-        ctx = CallContext("http", scope, receive, body=body if body is not None else b"")
-        payload = await api.invoker.call(ctx, op, params, encode=True)
-        return payload, ctx
+
+def _target(api: Tether, scope: Scope) -> Operation:
+    """Return the operation the request calls, once its method and content type fit it.
+
+    Raises:
+        TetherError: unknown operation, a stream, a method the operation does not take,
+            or a POST without a JSON content type.
+    """
+    op = api.get(scope["path_params"]["name"])
+    if op.kind == "stream":
+        raise BadRequest(
+            f"{op.name} is a stream: read it from {api.prefix}/stream/{op.name}",
+            details={"operation": op.name, "kind": "stream"},
+        )
+    method = scope["method"]
+    accepts_get = op.kind == "query" and op.query_shape is not None
+    if method == "POST":
+        require_json_content_type(scope)
+    elif method == "GET" and op.kind == "query" and not accepts_get:
+        raise _WrongMethod(
+            f"{op.name} takes structured input; call it with POST and a JSON body",
+            allow="POST",
+        )
+    elif method != "GET" or not accepts_get:
+        allow = "GET, POST" if accepts_get else "POST"
+        raise _WrongMethod(f"{method} is not allowed for {op.name}; use {allow}", allow=allow)
+    return op
+
+
+def _params_object(body: bytes) -> dict[str, Any]:
+    """Parse a POST body: a JSON object of parameters (an empty body means none)."""
+    if not body:
+        return {}
+    params = parse_json(body)
+    if not isinstance(params, dict):
+        raise BadRequest(
+            "The request body must be a JSON object of parameters",
+            details={"received": type(params).__name__},
+        )
+    return params
 
 
 def _query_items(scope: Scope) -> list[tuple[str, str]]:

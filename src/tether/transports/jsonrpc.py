@@ -7,13 +7,16 @@ type and the body size, parses strict JSON and hands the message to the
 
 HTTP status: 200 for any JSON-RPC response body (errors included), 204 when nothing is
 answered (notifications), and the HTTP-level problems keep theirs, with a JSON-RPC error
-body: 413 for a body over `Tether(max_body_size=...)`, 415 for a content type that is not
-JSON, 405 for a method other than POST.
+body: 413 for a body over `Tether(max_body_size=...)`, 408 for one not arrived within
+`Tether(body_timeout=...)`, 415 for a missing content type or one that is not JSON, 405 for
+a method other than POST. An answer sent before the body was read whole closes the
+connection. The in-flight slot is taken once the body has arrived; a message that calls
+only queries is cancelled if its client disconnects (see docs/transports/jsonrpc.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import params
@@ -23,9 +26,17 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..context import CallContext
-from ..errors import BadRequest, MethodNotAllowed, TetherError, TooManyRequests
+from ..errors import BadRequest, ConfigurationError, MethodNotAllowed, TetherError, TooManyRequests
 from ..schema.openapi import DocumentationRoute
-from ._body import ClientDisconnected, parse_json, read_body, require_json_content_type
+from ._body import (
+    CLOSE,
+    ClientDisconnected,
+    has_body,
+    parse_json,
+    read_body,
+    require_json_content_type,
+)
+from ._disconnect import run_unless_disconnected
 from ._jsonrpc_dispatch import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_CONCURRENCY,
@@ -54,8 +65,12 @@ class JsonRpcTransport:
         path: the endpoint's path under the Tether prefix.
         max_batch_size: largest batch accepted (default 100); a larger one is refused whole.
         max_concurrency: how many items of one batch run at once (default 16).
-        batch_dependencies: dependencies solved once per HTTP request and shared by every
-            call in it (on top of the operations' own per-batch dependencies).
+        batch_dependencies: no longer accepted (it protected this wire only); passing it
+            raises `ConfigurationError`. Use `Tether(batch_dependencies=[...])`, which
+            applies to every operation on every transport, once per batch here.
+
+    Raises:
+        ConfigurationError: `batch_dependencies` was passed.
     """
 
     def __init__(
@@ -64,12 +79,20 @@ class JsonRpcTransport:
         path: str = "/jsonrpc",
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        batch_dependencies: Sequence[params.Depends] = (),
+        batch_dependencies: Sequence[params.Depends] | None = None,
     ) -> None:
+        if batch_dependencies is not None:
+            raise ConfigurationError(
+                "JsonRpcTransport(batch_dependencies=...) is gone: it protected JSON-RPC only,"
+                " while HTTP, the WebSocket, SSE and in-process calls stayed open. Use"
+                " Tether(batch_dependencies=[...]) (solved once per JSON-RPC batch, per call"
+                " elsewhere), Tether(dependencies=[...]) (per call) or"
+                " Tether(connection_dependencies=[...]) (once per WebSocket connection): each"
+                " applies to every operation on every transport"
+            )
         self.path = path
         self.max_batch_size = max_batch_size
         self.max_concurrency = max_concurrency
-        self.batch_dependencies = tuple(batch_dependencies)
         self.api: Tether | None = None
         self.dispatcher: JsonRpcDispatcher | None = None
         """The message handler, once attached."""
@@ -82,7 +105,6 @@ class JsonRpcTransport:
             api,
             max_batch_size=self.max_batch_size,
             max_concurrency=self.max_concurrency,
-            batch_dependencies=self.batch_dependencies,
             server_url=endpoint,
         )
         routes = app.router.routes
@@ -123,35 +145,43 @@ class JsonRpcTransport:
         """Answer one HTTP request carrying a JSON-RPC message (the endpoint's ASGI app)."""
         dispatcher = self.dispatcher
         assert dispatcher is not None
-        if scope["method"] != "POST":
-            error = MethodNotAllowed(f"{scope['method']} is not allowed; JSON-RPC uses POST")
-            await _send(
-                send, error.status, tether_error_response(b"null", error), [(b"allow", b"POST")]
-            )
-            return
-        admission = dispatcher.api.admission
+        api = dispatcher.api
         try:
-            admission.enter()
+            if scope["method"] != "POST":
+                raise _WrongMethod(f"{scope['method']} is not allowed; JSON-RPC uses POST")
+            require_json_content_type(scope)
+            body = await read_body(scope, receive, api.max_body_size, api.body_timeout)
+        except ClientDisconnected:
+            return
+        except TetherError as error:
+            extra = [(b"allow", b"POST")] if isinstance(error, _WrongMethod) else []
+            if has_body(scope):
+                # Answered before the body was read whole (413, 408, 415...): closing the
+                # connection stops the server from reading the rest, however long it is.
+                extra.append(CLOSE)
+            await _send(send, error.status, tether_error_response(b"null", error), extra)
+            return
+        # The body has arrived whole: only now does the request take an in-flight slot, so
+        # slow senders hold none.
+        try:
+            api.admission.enter()
         except TooManyRequests as error:
             retry = [(b"retry-after", b"1")]
             await _send(send, error.status, tether_error_response(b"null", error), retry)
             return
         try:
-            await self._answer(dispatcher, scope, receive, send)
+            await self._answer(dispatcher, scope, receive, send, body)
         finally:
-            admission.leave()
+            api.admission.leave()
 
     async def _answer(
-        self, dispatcher: JsonRpcDispatcher, scope: Scope, receive: Receive, send: Send
+        self,
+        dispatcher: JsonRpcDispatcher,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes,
     ) -> None:
-        try:
-            require_json_content_type(scope)
-            body = await read_body(scope, receive, dispatcher.api.max_body_size)
-        except ClientDisconnected:
-            return
-        except TetherError as error:
-            await _send(send, error.status, tether_error_response(b"null", error))
-            return
         try:
             message = parse_json(body)
         except BadRequest:
@@ -161,12 +191,42 @@ class JsonRpcTransport:
         def make_context() -> CallContext:
             return CallContext("jsonrpc", scope, receive, body=body)
 
-        reply = await dispatcher.dispatch(message, make_context)
+        dispatch = dispatcher.dispatch(message, make_context)
+        if _calls_no_command(message, dispatcher.api.operations):
+            # Only queries (or nothing callable): cancelled if the client goes away. A
+            # message that calls a command runs whole, its queries too: the client could
+            # not know how far a half-done change went, and the items share per-batch
+            # dependencies.
+            try:
+                reply = await run_unless_disconnected(receive, dispatch)
+            except ClientDisconnected:
+                return
+        else:
+            reply = await dispatch
         if reply.body is None:
             await _send(send, 204, b"", reply.headers)
         else:
             await _send(send, 200, reply.body, reply.headers)
         await reply.run_background()
+
+
+class _WrongMethod(MethodNotAllowed):
+    """A request to the JSON-RPC endpoint that is not a POST."""
+
+
+def _calls_no_command(message: Any, operations: Mapping[str, Operation]) -> bool:
+    """Say whether a message (request or batch) only calls async queries, or nothing.
+
+    A sync query runs in a worker thread, which cannot be interrupted: it is not counted
+    as cancellable.
+    """
+    items = message if type(message) is list else (message,)
+    for item in items:
+        method = item.get("method") if type(item) is dict else None
+        op = operations.get(method) if type(method) is str else None
+        if op is not None and (op.kind != "query" or not op.is_async):
+            return False
+    return True
 
 
 async def _send(
