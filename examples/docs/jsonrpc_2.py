@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI, Header
 
 from tether import PerBatch, Tether, Unauthorized
 from tether.transports import HttpTransport, JsonRpcTransport
+from tether.transports.websocket import WebSocketTransport
 
 EVENTS: list[str] = []
 
@@ -24,13 +25,18 @@ async def audit_log() -> AsyncIterator[None]:
 
 
 async def api_key(x_api_key: Annotated[str | None, Header()] = None) -> str:
-    """Checked once per HTTP request; a failure answers every item of a batch."""
+    """Checked once per JSON-RPC batch, per call elsewhere; a failure answers every item."""
     if x_api_key != "s3cret":
         raise Unauthorized("Send X-API-Key")
     return x_api_key
 
 
-api = Tether(prefix="/api", dependencies=[Depends(audit_log)])
+api = Tether(
+    prefix="/api",
+    dependencies=[Depends(audit_log)],
+    # Every operation, on every transport: HTTP, JSON-RPC, WebSocket, in-process.
+    batch_dependencies=[Depends(api_key)],
+)
 
 
 @api.command
@@ -47,7 +53,7 @@ api.mount(
         JsonRpcTransport(
             max_batch_size=20,  # a larger batch is refused whole (default 100)
             max_concurrency=4,  # items of one batch running at once (default 16)
-            batch_dependencies=[Depends(api_key)],
         ),
+        WebSocketTransport(),
     ],
 )

@@ -3,7 +3,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException
 
 from tether import PerConnection, Service, Tether, query
 from tether.transports import HttpTransport, JsonRpcTransport
@@ -22,12 +22,13 @@ async def connection_log() -> AsyncIterator[list[str]]:
 
 
 def api_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
-    """A connection guard: without the key, the handshake is refused with close code 1008."""
+    """Without the key, the handshake is refused with close code 1008 (over HTTP: a 403)."""
     if x_api_key != "let-me-in":
         raise HTTPException(403, "A valid X-Api-Key header is required")
 
 
-api = Tether(prefix="/api")
+# Solved once per socket, at the handshake, and per call on every other transport.
+api = Tether(prefix="/api", connection_dependencies=[Depends(api_key)])
 
 
 class Math(Service, name="math"):
@@ -59,7 +60,6 @@ async def whoami(
 
 
 socket = WebSocketTransport(
-    guards=[api_key],
     max_in_flight=64,  # calls running at once per socket; past it, reading pauses
     max_subscriptions=64,  # open subscriptions per socket; past it, 429
     max_queued_messages=256,  # outgoing queue; a client that lets it fill is closed (1013)

@@ -7,6 +7,12 @@ The dependencies, together with the Tether-level ones and the user resolver, are
 once into a FastAPI `Dependant` over a synthetic signature, and solved per call by
 FastAPI's own `solve_dependencies`, so overrides, caching, scopes and yield
 dependencies behave exactly as they do on a FastAPI route.
+
+A dependency may only read what every transport can give it: headers, cookies, the
+`Request` (or `WebSocket`), the `Response`, background tasks, security scopes and other
+dependencies. A query parameter (plain or `Query()`), `Path()`, `Body()`, `Form()` or
+`File()` anywhere in the tree has no single meaning across HTTP, JSON-RPC, the socket and
+in-process calls, so compiling a plan refuses it (`check_suppliable`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Annotated, Any, get_args, get_origin
 
 from fastapi import Depends, params
 from fastapi.dependencies.models import Dependant
-from fastapi.dependencies.utils import get_dependant, solve_dependencies
+from fastapi.dependencies.utils import get_dependant, get_typed_signature, solve_dependencies
 from fastapi.security import SecurityScopes
 from starlette.background import BackgroundTasks
 from starlette.requests import HTTPConnection, Request
@@ -31,6 +37,7 @@ __all__ = (
     "USER_KEY",
     "as_guard",
     "BatchScoped",
+    "check_suppliable",
     "ConnectionScoped",
     "DependencyPlan",
     "PerBatch",
@@ -106,6 +113,81 @@ def is_dependency_parameter(name: str, annotation: Any, default: Any, *, where: 
     return isinstance(base, type) and issubclass(base, _SPECIAL_TYPES)
 
 
+_UNSUPPLIABLE = (
+    ("query_params", "a query parameter (a plain parameter, or Query())"),
+    ("path_params", "a Path() parameter"),
+    ("body_params", "a {marker}() parameter"),
+)
+
+
+def _qualified_name(call: Any) -> str:
+    target = call if inspect.isfunction(call) or inspect.isclass(call) else type(call)
+    module = getattr(target, "__module__", None)
+    name = getattr(target, "__qualname__", None) or repr(call)
+    return f"{module}.{name}" if module else name
+
+
+def _refusal(where: str, call: Any, parameter: str, what: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{where}: dependency {_qualified_name(call)} declares {parameter!r} as {what}, which"
+        " tether cannot supply the same way on every transport; make it an input of the"
+        " operation (a parameter of the operation function), or read it in the dependency"
+        " from a Header(), a Cookie() or the Request"
+    )
+
+
+def _refuse_forms(parameters: Sequence[inspect.Parameter], where: str) -> None:
+    """Refuse `Form()` / `File()` parameters of dependencies before FastAPI sees them.
+
+    FastAPI raises (and logs) a RuntimeError for them when python-multipart is missing,
+    which would hide the reason; this walk names the dependency and the parameter instead.
+    """
+    pending: list[Any] = []
+    for parameter in parameters:
+        depends = _depends_of(parameter)
+        if depends is not None:
+            # `Depends()` without a callable depends on the annotation, as in FastAPI.
+            pending.append(depends.dependency or _strip_annotated(parameter.annotation)[0])
+    seen: set[int] = set()
+    while pending:
+        call = pending.pop()
+        if id(call) in seen:
+            continue
+        seen.add(id(call))
+        try:
+            signature = get_typed_signature(call)
+        except (TypeError, ValueError):  # not introspectable: FastAPI reports it
+            continue
+        for parameter in signature.parameters.values():
+            base, metadata = _strip_annotated(parameter.annotation)
+            for marker in (parameter.default, *metadata):
+                if isinstance(marker, params.Form):  # File() is a Form()
+                    raise _refusal(
+                        where, call, parameter.name, f"a {type(marker).__name__}() parameter"
+                    )
+                if isinstance(marker, params.Depends):
+                    pending.append(marker.dependency if marker.dependency is not None else base)
+
+
+def check_suppliable(dependant: Dependant, *, where: str) -> None:
+    """Refuse a dependency tree in which some dependency reads what tether cannot supply.
+
+    Only the dependencies of `dependant` are checked, not its own parameters (those of
+    an operation are checked as they are split into inputs and dependencies).
+
+    Raises:
+        ConfigurationError: naming the dependency (qualified name) and the parameter.
+    """
+    pending = list(dependant.dependencies)
+    while pending:
+        sub = pending.pop()
+        for attribute, what in _UNSUPPLIABLE:
+            for model_field in getattr(sub, attribute):
+                marker = type(model_field.field_info).__name__
+                raise _refusal(where, sub.call, model_field.name, what.format(marker=marker))
+        pending.extend(sub.dependencies)
+
+
 class SolvedCall:
     """The values FastAPI solved for one call, and what the call's dependencies left behind."""
 
@@ -129,31 +211,46 @@ Gatekeeper = Callable[[Any], Awaitable[None]]
 """Called with the resolved user between the gate and the operation's own dependencies."""
 
 
-def _compile_dependant(parameters: Sequence[inspect.Parameter], path: str) -> Dependant:
+def _compile_dependant(parameters: Sequence[inspect.Parameter], path: str, where: str) -> Dependant:
+    _refuse_forms(parameters, where)
+
     def dependencies_of_operation(**values: Any) -> dict[str, Any]:
         return values
 
     dependencies_of_operation.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    return get_dependant(path=path, call=dependencies_of_operation)
+    dependant = get_dependant(path=path, call=dependencies_of_operation)
+    check_suppliable(dependant, where=where)
+    return dependant
 
 
 class DependencyPlan:
     """Compiled FastAPI `Dependant`s for one operation, built once at registration.
 
-    Two stages, solved with one shared cache: the *gate* (Tether-level dependencies,
-    guards and the user resolver) and then the operation's own dependencies. Auth is
-    checked between them, so an unauthenticated call never opens the operation's
-    resources (a database session, say).
+    Two stages, solved with one shared cache: the *gate* (the app's own dependencies,
+    Tether-level dependencies, guards and the user resolver, in that order) and then the
+    operation's own dependencies. Auth is checked between them, so an unauthenticated
+    call never opens the operation's resources (a database session, say).
+
+    The app's dependencies (`FastAPI(dependencies=...)`) are solved once per request, as
+    FastAPI solves them for its routes: they count as batch-scoped on JSON-RPC (a batch
+    is one HTTP request) and connection-scoped on the WebSocket (solved at the handshake).
+
+    Raises:
+        ConfigurationError: a dependency reads a query, path, body, form or file parameter.
     """
 
     __slots__ = (
+        "app_dependencies",
         "batch_scoped",
         "connection_scoped",
         "dependant",
+        "dependencies",
         "gate",
         "has_user",
         "names",
         "parameters",
+        "path",
+        "user",
         "wants_websocket",
     )
 
@@ -164,6 +261,8 @@ class DependencyPlan:
         path: str,
         dependencies: Sequence[params.Depends] = (),
         user: params.Depends | None = None,
+        app_dependencies: Sequence[params.Depends] = (),
+        where: str = "operation",
     ) -> None:
         # Gate dependencies run first, like a router's `dependencies=`; their values are
         # solved under private names and dropped.
@@ -174,7 +273,7 @@ class DependencyPlan:
                 default=depends,
                 annotation=Any,
             )
-            for index, depends in enumerate(dependencies)
+            for index, depends in enumerate((*app_dependencies, *dependencies))
         ]
         if user is not None:
             gate_params.append(
@@ -182,10 +281,12 @@ class DependencyPlan:
                     USER_KEY, inspect.Parameter.KEYWORD_ONLY, default=user, annotation=Any
                 )
             )
-        self.gate: Dependant | None = _compile_dependant(gate_params, path) if gate_params else None
-        """Tether-level dependencies, guards and the user resolver, solved first."""
+        self.gate: Dependant | None = (
+            _compile_dependant(gate_params, path, where) if gate_params else None
+        )
+        """App-wide and Tether-level dependencies, guards and the user resolver, solved first."""
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters]
-        self.dependant: Dependant | None = _compile_dependant(own, path) if own else None
+        self.dependant: Dependant | None = _compile_dependant(own, path, where) if own else None
         """The operation's own dependency parameters, solved once the gate has passed."""
         self.names: tuple[str, ...] = tuple(p.name for p in parameters)
         """Names of the operation's own dependency parameters, passed to the function."""
@@ -199,14 +300,41 @@ class DependencyPlan:
         """Some dependency takes the `WebSocket` and none the `Request`: on a socket, give
         them the connection rather than a request derived from it."""
         declared = [*dependencies, *(_depends_of(p) for p in parameters)]
-        self.batch_scoped: tuple[params.Depends, ...] = tuple(
-            d for d in declared if isinstance(d, BatchScoped)
+        self.app_dependencies: tuple[params.Depends, ...] = tuple(app_dependencies)
+        """The app's own dependencies, solved once per request (batch, connection)."""
+        self.dependencies: tuple[params.Depends, ...] = tuple(dependencies)
+        """Tether-level dependencies and guards, as given."""
+        self.user = user
+        """The user resolver, when the operation has an auth policy."""
+        self.path = path
+        """The path the dependencies are compiled against."""
+        self.batch_scoped: tuple[params.Depends, ...] = (
+            *self.app_dependencies,
+            *(d for d in declared if isinstance(d, BatchScoped)),
         )
         """Dependencies solved once per batch when the call is a batch item."""
-        self.connection_scoped: tuple[params.Depends, ...] = tuple(
-            d for d in declared if isinstance(d, ConnectionScoped)
+        self.connection_scoped: tuple[params.Depends, ...] = (
+            *self.app_dependencies,
+            *(d for d in declared if isinstance(d, ConnectionScoped)),
         )
         """Dependencies solved once per connection when the call is a socket message."""
+
+    def with_app_dependencies(
+        self, app_dependencies: Sequence[params.Depends], *, where: str
+    ) -> DependencyPlan:
+        """Return this plan with the app's own dependencies solved before its gate.
+
+        Raises:
+            ConfigurationError: an app dependency reads what tether cannot supply.
+        """
+        return DependencyPlan(
+            self.parameters,
+            path=self.path,
+            dependencies=self.dependencies,
+            user=self.user,
+            app_dependencies=app_dependencies,
+            where=where,
+        )
 
     async def solve(
         self,

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from fastapi import params
 
+from ._origins import check_allowed_origins
 from .context import CallContext, in_process_scope
-from .dependencies import BatchScoped, ConnectionScoped
+from .dependencies import BatchScoped, ConnectionScoped, DependencyPlan
 from .errors import ConfigurationError, NotFound, TetherError
 from .invoke import Invoker, logger
 from .limits import DEFAULT_MAX_IN_FLIGHT, Admission
@@ -40,6 +41,10 @@ DEFAULT_BODY_TIMEOUT = 10.0
 
 class Tether:
     """A set of operations, callable in-process and over every transport once mounted on an app.
+
+    `dependencies`, `batch_dependencies` and `connection_dependencies` guard every operation
+    on every transport (there are no per-transport guards), and so do the app's own
+    dependencies (`FastAPI(dependencies=[...])`), which `mount` reads and solves first.
 
     Args:
         prefix: URL prefix of every tether endpoint, such as `/api`.
@@ -90,8 +95,8 @@ class Tether:
             raise ConfigurationError("max_body_size must be positive")
         if not body_timeout > 0:
             raise ConfigurationError("body_timeout must be a positive number of seconds")
-        if isinstance(allowed_origins, str):
-            raise ConfigurationError("allowed_origins takes a list of origins, not one string")
+        # Each entry must be an origin (`https://app.example.com`) or "*", named if not.
+        allowed_origins = check_allowed_origins(allowed_origins)
         self.prefix = prefix
         """URL prefix of every tether endpoint."""
         self.user = user
@@ -102,6 +107,9 @@ class Tether:
             *(_scoped(ConnectionScoped, d) for d in connection_dependencies),
         )
         """Dependencies solved for every operation (batch- and connection-scoped ones last)."""
+        self.app_dependencies: tuple[params.Depends, ...] = ()
+        """The dependencies of the app tether is mounted on (`FastAPI(dependencies=...)`),
+        solved before every operation's others, once per request (set by `mount`)."""
         self.tags = tuple(tags)
         """OpenAPI tags added to every operation."""
         self.max_body_size = max_body_size
@@ -110,7 +118,7 @@ class Tether:
         """Sheds load past `max_in_flight` requests in flight (HTTP and JSON-RPC)."""
         self.body_timeout = float(body_timeout)
         """Seconds a request body may take to arrive before a 408."""
-        self.allowed_origins: tuple[str, ...] = tuple(allowed_origins)
+        self.allowed_origins: tuple[str, ...] = allowed_origins
         """Browser origins allowed to open the WebSocket besides the request's own host."""
         self.strict = strict
         """Default input strictness of operations that do not set `strict=` themselves."""
@@ -142,7 +150,9 @@ class Tether:
             path=f"{self.prefix}/call/{spec.name or getattr(func, '__name__', '')}",
             dependencies=self.dependencies,
             user=self.user,
+            app_dependencies=self.app_dependencies,
             tags=self.tags,
+            strict=self.strict if spec.strict is None else spec.strict,
         )
         self._register([op])
         return op
@@ -208,11 +218,13 @@ class Tether:
                     path=f"{self.prefix}/call/{name}",
                     dependencies=(*self.dependencies, *table.guards),
                     user=self.user,
+                    app_dependencies=self.app_dependencies,
                     tags=self.tags,
                     signature=signature,
                     hints=hints,
                     doc=inspect.getdoc(method.func),
                     original=method.func,
+                    strict=self.strict if spec.strict is None else spec.strict,
                 )
             )
         return ops
@@ -263,6 +275,7 @@ class Tether:
         description: str | None = None,
         deprecated: bool = False,
         errors: Sequence[type[TetherError]] | None = None,
+        strict: bool | None = None,
     ) -> Callable[[F], F]:
         """Register an operation of the given kind."""
         return self._decorator(  # type: ignore[no-any-return]
@@ -276,6 +289,7 @@ class Tether:
                 "description": description,
                 "deprecated": deprecated,
                 "errors": errors,
+                "strict": strict,
             },
         )
 
@@ -366,7 +380,7 @@ class Tether:
         return tuple(self._transports)
 
     async def shutdown(self) -> None:
-        """Let every mounted transport end its open connections cleanly (sockets close 1001).
+        """Let every mounted transport end its open connections (sockets close 1001, streams end).
 
         Call it from the app's lifespan shutdown, or before the server stops.
         """
@@ -380,19 +394,54 @@ class Tether:
     def mount(self, app: FastAPI, *, transports: Sequence[Transport] | None = None) -> None:
         """Add every transport's routes to `app` and document the operations in its OpenAPI.
 
+        The app's own dependencies (`FastAPI(dependencies=[...])`) then apply to every
+        operation, registered before or after, on every transport, as they apply to the
+        app's routes: solved first, once per request (once per JSON-RPC batch, once per
+        WebSocket connection at the handshake, once per in-process call), and listed in
+        the OpenAPI document.
+
         Raises:
-            ConfigurationError: tether is already mounted.
+            ConfigurationError: tether is already mounted, or an app dependency reads a
+                query, path, body, form or file parameter.
         """
         if self.app is not None:
             raise ConfigurationError("this Tether is already mounted on an app")
         from .transports import default_transports
 
+        self._adopt_app_dependencies(tuple(app.router.dependencies))
         self.app = app
         self.invoker.overrides_provider = app
         self._transports = list(transports) if transports is not None else default_transports()
         for transport in self._transports:
             transport.attach(self, app)
         app.openapi_schema = None
+
+    def _adopt_app_dependencies(self, app_dependencies: tuple[params.Depends, ...]) -> None:
+        """Put the app's dependencies in front of every operation's gate, recompiling once."""
+        if not app_dependencies:
+            return
+        where = "the app's dependencies (FastAPI(dependencies=[...]))"
+        # Checked on their own first, so that the error names the app, not an operation.
+        DependencyPlan(
+            (), path=f"{self.prefix}/call", app_dependencies=app_dependencies, where=where
+        )
+        recompiled: dict[str, Operation] = {}
+        for name, op in self._operations.items():
+            where = f"operation {name!r}"
+            plan = (
+                DependencyPlan(
+                    (),
+                    path=f"{self.prefix}/call/{name}",
+                    app_dependencies=app_dependencies,
+                    where=where,
+                )
+                if op.plan is None
+                else op.plan.with_app_dependencies(app_dependencies, where=where)
+            )
+            recompiled[name] = replace(op, plan=plan)
+        self.app_dependencies = app_dependencies
+        self._operations.update(recompiled)
+        self.batch_scoped = True
 
 
 async def _run_background(ctx: CallContext, name: str) -> None:

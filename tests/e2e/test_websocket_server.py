@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from examples.docs.websocket_shutdown import TetherServer
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -34,9 +34,11 @@ class Events:
         self.stopped_at = 0.0
 
 
-def build(events: Events | None = None, **options: Any) -> tuple[FastAPI, WebSocketTransport]:
+def build(
+    events: Events | None = None, *, tether: dict[str, Any] | None = None, **options: Any
+) -> tuple[FastAPI, WebSocketTransport]:
     events = events or Events()
-    api = Tether()
+    api = Tether(**(tether or {}))
 
     class Math(Service, name="math"):
         @query
@@ -133,12 +135,12 @@ def test_a_message_over_the_limit_closes_with_1009(live_server: Factory) -> None
     assert closed.value.rcvd.code == 1009
 
 
-def test_a_guard_refuses_the_handshake_with_1008(live_server: Factory) -> None:
+def test_a_connection_dependency_refuses_the_handshake_with_1008(live_server: Factory) -> None:
     def token(x_token: str | None = Header(None)) -> None:
         if x_token != "secret":
             raise HTTPException(403, "Bad token")
 
-    app, _ = build(guards=[token])
+    app, _ = build(tether={"connection_dependencies": [Depends(token)]})
     server = live_server(app)
     with connect(f"{server.ws_url}/api/ws") as ws:
         with pytest.raises(ConnectionClosed) as closed:
@@ -255,10 +257,10 @@ def drain_close_code(ws: ClientConnection) -> int:
 
 def test_shutdown_closes_sockets_with_1001_and_does_not_hang() -> None:
     events = Events()
-    app, transport = build(events)
+    app, _ = build(events)
     server = LiveServer(app)
-    # The documented hook (docs/transports/websocket.md): close with 1001 before shutting down.
-    closing = TetherServer(server.config, transport)
+    # The documented server (docs/transports/websocket.md): close with 1001 before shutting down.
+    closing = TetherServer(server.config)
     server.server = closing
     server.thread = threading.Thread(target=closing.run, daemon=True)
     server.start()

@@ -16,6 +16,8 @@ import pytest
 
 from tests._docs_examples import client_for, load
 
+from .test_websocket import MemorySocket
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "transports" / "jsonrpc.md"
 TEXT_BLOCK = re.compile(r"^```text\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -75,7 +77,7 @@ def batch(size: int, start: int = 0) -> list[dict[str, Any]]:
     ]
 
 
-async def test_jsonrpc_2_batch_scopes_and_the_transport_guard() -> None:
+async def test_jsonrpc_2_batch_scopes_and_the_api_key_on_every_transport() -> None:
     module = load("jsonrpc_2")
     key = {"x-api-key": "s3cret"}
     async with client_for(module) as client:
@@ -98,10 +100,34 @@ async def test_jsonrpc_2_batch_scopes_and_the_transport_guard() -> None:
         # A single request is a batch of one: the per-batch transaction opens first.
         assert events == ["begin", "audit", "transfer 1 in tx", "commit"]
         events.clear()
-        # Over HTTP, the JSON-RPC guard does not apply; per-batch dependencies solve per call.
-        http = await client.post("/api/call/transfer", json={"amount": 5})
+        # Over HTTP, the key guards the operation too (it answered 200 when the check was
+        # JsonRpcTransport(batch_dependencies=...)); per-batch dependencies solve per call.
+        refused = await client.post("/api/call/transfer", json={"amount": 5})
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "UNAUTHORIZED"
+        assert "transfer 5 in tx" not in events
+        events.clear()
+        http = await client.post("/api/call/transfer", json={"amount": 5}, headers=key)
         assert http.json() == {"result": "ok"}
         assert events == ["audit", "begin", "transfer 5 in tx", "commit"]
+
+
+async def test_jsonrpc_2_the_key_guards_the_websocket_too() -> None:
+    module = load("jsonrpc_2")
+    call = {"uuid": 1, "route": "transfer", "payload": {"amount": 5}}
+    rpc = {"jsonrpc": "2.0", "id": 2, "method": "transfer", "params": [5]}
+    async with MemorySocket(module.app) as ws:
+        refused = await ws.call(call)
+        refused_rpc = await ws.call(rpc)
+    assert refused["status"] == 401
+    assert refused["payload"]["error"]["code"] == "UNAUTHORIZED"
+    assert refused_rpc["error"]["data"]["code"] == "UNAUTHORIZED"
+    assert not any(event.startswith("transfer") for event in module.EVENTS)
+    async with MemorySocket(module.app, headers=[("x-api-key", "s3cret")]) as ws:
+        allowed = await ws.call(call)
+        allowed_rpc = await ws.call(rpc)
+    assert allowed["payload"] == "ok"
+    assert allowed_rpc["result"] == "ok"
 
 
 async def test_jsonrpc_2_bounds_concurrency_at_4() -> None:

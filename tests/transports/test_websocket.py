@@ -183,8 +183,8 @@ class Point(BaseModel):
 # -- shared tiny app --------------------------------------------------------------------
 
 
-def small_api() -> Tether:
-    api = Tether()
+def small_api(**options: Any) -> Tether:
+    api = Tether(**options)
 
     @api.query
     async def add(a: int, b: int) -> int:
@@ -221,9 +221,15 @@ def test_limits_must_be_positive(option: str) -> None:
         WebSocketTransport(**options)
 
 
-def test_guards_must_be_callables_or_depends() -> None:
-    with pytest.raises(ConfigurationError, match="guards"):
-        WebSocketTransport(guards=["nope"])
+@pytest.mark.parametrize("guards", [[], [lambda: None]])
+def test_guards_are_refused_for_tether_level_dependencies(guards: list[Any]) -> None:
+    # A guard protected the socket only; Tether's dependencies protect every transport.
+    with pytest.raises(ConfigurationError, match="guards") as refused:
+        WebSocketTransport(guards=guards)
+    message = str(refused.value)
+    assert "Tether(connection_dependencies=[...])" in message
+    assert "Tether(dependencies=[...])" in message
+    assert "Tether(batch_dependencies=[...])" in message
 
 
 def test_attach_adds_one_websocket_route() -> None:

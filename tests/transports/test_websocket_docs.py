@@ -8,14 +8,14 @@ from .test_websocket import Closed, MemorySocket
 
 
 class TestWebSocketApp:
-    async def test_the_guard_refuses_a_socket_without_the_key(self) -> None:
+    async def test_the_connection_dependency_refuses_a_socket_without_the_key(self) -> None:
         example = load("websocket_app")
         async with MemorySocket(example.app) as ws:
             with pytest.raises(Closed) as closed:
                 await ws.receive()
         assert closed.value.code == 1008
         assert closed.value.reason == "A valid X-Api-Key header is required"
-        # The guard runs first: the connection dependency was never opened.
+        # The Tether-level one runs first: the operation's was never opened.
         assert example.CONNECTION_LOG == []
 
     async def test_calls_subscriptions_headers_and_connection_dependencies(self) -> None:

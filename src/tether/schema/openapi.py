@@ -29,6 +29,7 @@ from ..errors import (
     InternalError,
     TetherError,
     Unauthorized,
+    UnsupportedMediaType,
     ValidationFailed,
 )
 from ..operation import model_name
@@ -141,7 +142,8 @@ def documentation_routes(
         p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
         for p in (op.plan.parameters if op.plan is not None else ())
     ]
-    dependencies = list(api.dependencies)
+    # The app's own dependencies first, as FastAPI lists them for the app's routes.
+    dependencies = [*api.app_dependencies, *api.dependencies]
     if op.auth is not None and api.user is not None:
         dependencies.append(api.user)
     url = f"{api.prefix}{path}/{op.name}"
@@ -155,24 +157,31 @@ def documentation_routes(
         **route_options,
     }
     post_params = list(dependency_params)
-    if op.input_names:
-        required = any(f.is_required() for f in op.input_model.model_fields.values())
-        # The body's name never shows in the document; it only has to differ from every
-        # dependency parameter (an operation may have a `Header()` called `params`).
-        body_name = "params"
-        while any(p.name == body_name for p in dependency_params):
-            body_name = f"_{body_name}"
-        post_params.append(
-            inspect.Parameter(
-                body_name,
-                inspect.Parameter.KEYWORD_ONLY,
-                annotation=op.input_model,
-                default=Body(...) if required else Body(None),
-            )
+    # Every POST carries a JSON body, `{}` when there is no input: without a JSON
+    # Content-Type the transports answer 415, so the body is documented as required.
+    # The body's name never shows in the document; it only has to differ from every
+    # dependency parameter (an operation may have a `Header()` called `params`).
+    body_name = "params"
+    while any(p.name == body_name for p in dependency_params):
+        body_name = f"_{body_name}"
+    post_params.append(
+        inspect.Parameter(
+            body_name, inspect.Parameter.KEYWORD_ONLY, annotation=op.input_model, default=Body(...)
         )
+    )
+    post_options = dict(common)
+    responses = dict(post_options.get("responses") or {})
+    if 400 in responses and 415 not in responses:
+        # Shaped as the transport's other errors (JSON, or an SSE `error` event).
+        responses[415] = {
+            **responses[400],
+            "description": f"`{UnsupportedMediaType.code}`: the request's Content-Type is"
+            " not application/json",
+        }
+        post_options["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))
     routes = [
         DocumentationRoute(
-            url, endpoint(post_params), methods=["POST"], operation_id=operation_id, **common
+            url, endpoint(post_params), methods=["POST"], operation_id=operation_id, **post_options
         )
     ]
     if with_get and op.query_shape is not None:

@@ -26,6 +26,7 @@ from fastapi import params as fastapi_params
 from ..context import CallContext
 from ..errors import ConfigurationError, TetherError, ValidationFailed
 from ..schema.openrpc import openrpc_document
+from ._json_out import dumps as dumps_exact
 
 if TYPE_CHECKING:
     from ..registry import Tether
@@ -82,7 +83,8 @@ def error_response(id_json: bytes, code: int, message: str, data: Any = _NO_DATA
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not _NO_DATA:
         error["data"] = data
-    return _HEAD + id_json + b',"error":' + orjson.dumps(error) + b"}"
+    # The details may echo a client's id: an integer of any size (orjson stops at 64 bits).
+    return _HEAD + id_json + b',"error":' + dumps_exact(error) + b"}"
 
 
 def tether_error_response(id_json: bytes, error: TetherError) -> bytes:
@@ -254,9 +256,6 @@ class JsonRpcDispatcher:
         max_batch_size: largest batch accepted; a larger one is refused whole with -32600
             before any item runs.
         max_concurrency: how many items of one batch run at once.
-        batch_dependencies: dependencies solved once per message (per batch, or per single
-            request) and shared with every call in it; an operation depending on the same
-            callable reuses the value.
         server_url: the endpoint's URL, as the OpenRPC document names it
             (default `{prefix}/jsonrpc`).
     """
@@ -267,24 +266,17 @@ class JsonRpcDispatcher:
         *,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        batch_dependencies: Sequence[fastapi_params.Depends] = (),
         server_url: str | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ConfigurationError("max_batch_size must be at least 1")
         if max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
-        for dependency in batch_dependencies:
-            if not isinstance(dependency, fastapi_params.Depends):
-                raise ConfigurationError(
-                    f"batch_dependencies= takes Depends(...) objects, not {dependency!r}"
-                )
         self.api = api
         # The registry's own dict, by reference: operations added later are found too.
         self._operations = api.operations
         self.max_batch_size = max_batch_size
         self.max_concurrency = max_concurrency
-        self.batch_dependencies = tuple(batch_dependencies)
         self.server_url = server_url if server_url is not None else f"{api.prefix}/jsonrpc"
         self._openrpc: tuple[int, bytes] | None = None
 
@@ -347,9 +339,9 @@ class JsonRpcDispatcher:
     ) -> None:
         """Answer the request objects of one message into `results`, index for index.
 
-        Dependencies shared by the message's calls (`batch_dependencies`, and the per-batch
-        dependencies of the operations it names) are solved first, once, and close after
-        every call has finished, all in this task.
+        Dependencies shared by the message's calls (the per-batch dependencies of the
+        operations it names, the app's own dependencies among them) are solved first, once,
+        and close after every call has finished, all in this task.
         """
         shared = self._shared_dependencies(items)
         if not shared:
@@ -365,10 +357,10 @@ class JsonRpcDispatcher:
             await self._run_items(items, results, make_context, seed, reply, None)
 
     def _shared_dependencies(self, items: list[Any]) -> tuple[fastapi_params.Depends, ...]:
-        """The dependencies solved once for `items`: the transport's and the operations'."""
+        """The dependencies solved once for `items`: the per-batch ones of their operations."""
         if not self.api.batch_scoped:
-            return self.batch_dependencies
-        shared: dict[fastapi_params.Depends, None] = dict.fromkeys(self.batch_dependencies)
+            return ()
+        shared: dict[fastapi_params.Depends, None] = {}
         operations = self._operations
         for item in items:
             method = item.get("method") if type(item) is dict else None
@@ -485,7 +477,9 @@ class JsonRpcDispatcher:
         stack: AsyncExitStack,
         dependency_cache: dict[Any, Any] | None,
     ) -> dict[Any, Any]:
-        solved = await self.api.invoker.solve_shared(ctx, dependencies, stack)
+        # Seeded: a value the connection already holds (the app's dependencies, solved at
+        # the handshake) is reused, not solved again for the batch.
+        solved = await self.api.invoker.solve_shared(ctx, dependencies, stack, dependency_cache)
         if dependency_cache:
             # Values seeded by a wider scope (a connection) win over the batch's own.
             return {**solved, **dependency_cache}

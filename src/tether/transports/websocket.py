@@ -7,9 +7,13 @@
 
 Stream operations are subscriptions in both dialects. Messages on one connection run
 concurrently, each in its own task, up to `max_in_flight`; the outgoing queue is bounded.
-Close codes: 1008 (a guard or a connection dependency refused the handshake), 1009
+Close codes: 1008 (a connection dependency refused the handshake), 1009
 (message too large), 1011 (a connection dependency failed unexpectedly), 1013 (the
 client does not read), 1001 (`shutdown()`). docs/transports/websocket.md has every message.
+
+Before the socket opens, a browser's `Origin` must be the request's own host or one of the
+Tether's `allowed_origins` (else HTTP 403: cross-site WebSocket hijacking); a plain HTTP
+request to the path is answered 426 `UPGRADE_REQUIRED`.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 from fastapi import params
-from starlette.routing import WebSocketRoute
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from ..dependencies import as_guard
-from ..errors import ConfigurationError
+from .._origins import OriginPolicy
+from ..dependencies import ConnectionScoped
+from ..errors import ConfigurationError, UpgradeRequired
 from ._jsonrpc_dispatch import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY, JsonRpcDispatcher
 from ._ws_connection import CANCEL_METHOD, SUBSCRIPTION_METHOD, Connection
 from ._ws_envelope import operation_name
@@ -62,10 +68,10 @@ class WebSocketTransport:
 
     Args:
         path: the endpoint's path under the Tether prefix.
-        guards: dependencies (callables or `Depends`) solved against the handshake before
-            the socket is accepted; one that raises refuses the connection with close code
-            1008 (1011 for a server error). Their values (and yield teardown) last as long
-            as the connection.
+        guards: no longer accepted (it protected this wire only); passing it raises
+            `ConfigurationError`. Use `Tether(connection_dependencies=[...])`: solved at
+            the handshake here (one that raises refuses the socket with close code 1008),
+            per call on every other transport.
         max_in_flight: calls (and JSON-RPC messages) running at once on one connection;
             past it the server reads nothing more until one finishes.
         max_subscriptions: subscriptions open at once on one connection; one more is
@@ -76,13 +82,16 @@ class WebSocketTransport:
         max_batch_size: largest JSON-RPC batch, as over HTTP.
         max_batch_concurrency: items of one JSON-RPC batch that run at once.
         close_timeout: seconds to wait for a close frame to go out before giving up.
+
+    Raises:
+        ConfigurationError: `guards` was passed, or a limit is below 1.
     """
 
     def __init__(
         self,
         *,
         path: str = "/ws",
-        guards: Sequence[Any] = (),
+        guards: Sequence[Any] | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
         max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
@@ -91,6 +100,15 @@ class WebSocketTransport:
         max_batch_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         close_timeout: float = 5.0,
     ) -> None:
+        if guards is not None:
+            raise ConfigurationError(
+                "WebSocketTransport(guards=...) is gone: it protected the WebSocket only,"
+                " while HTTP, JSON-RPC, SSE and in-process calls stayed open. Use"
+                " Tether(connection_dependencies=[...]) (solved once per WebSocket connection,"
+                " at the handshake, and per call elsewhere), Tether(dependencies=[...]) (per"
+                " call) or Tether(batch_dependencies=[...]) (once per JSON-RPC batch): each"
+                " applies to every operation on every transport"
+            )
         for name, value in (
             ("max_in_flight", max_in_flight),
             ("max_subscriptions", max_subscriptions),
@@ -100,10 +118,6 @@ class WebSocketTransport:
             if value < 1:
                 raise ConfigurationError(f"{name} must be at least 1")
         self.path = path
-        self.guards: tuple[params.Depends, ...] = tuple(
-            as_guard(g, where="WebSocketTransport") for g in guards
-        )
-        """Dependencies that must pass before a connection is accepted."""
         self.max_in_flight = max_in_flight
         self.max_subscriptions = max_subscriptions
         self.max_queued_messages = max_queued_messages
@@ -114,6 +128,8 @@ class WebSocketTransport:
         self.api: Tether | None = None
         self.dispatcher: JsonRpcDispatcher | None = None
         """The JSON-RPC message handler (the one the HTTP endpoint uses), once attached."""
+        self.origins = OriginPolicy(())
+        """Which browser origins may open a socket (the Tether's `allowed_origins`, once attached)."""
         self.closing = False
         """True once `shutdown()` has begun: new connections are closed with 1001."""
         self._handshake: tuple[params.Depends, ...] | None = None
@@ -131,8 +147,11 @@ class WebSocketTransport:
             max_concurrency=self.max_batch_concurrency,
             server_url=endpoint,
         )
-        # A plain Starlette route: FastAPI apps have no add_websocket_route any more.
+        self.origins = OriginPolicy(api.allowed_origins)
+        # A plain Starlette route: FastAPI apps have no add_websocket_route any more. Plain
+        # HTTP at the same path (any method) is told to upgrade, in tether's error envelope.
         app.router.routes.append(WebSocketRoute(endpoint, endpoint=self))
+        app.router.routes.append(Route(endpoint, endpoint=_upgrade_required))
 
     def operation_added(self, op: Operation) -> None:
         """Forget the handshake dependencies: the new operation may add connection-scoped ones."""
@@ -149,11 +168,19 @@ class WebSocketTransport:
         return op
 
     def handshake_dependencies(self) -> tuple[params.Depends, ...]:
-        """Return the guards, then every operation's connection-scoped dependencies, once each."""
+        """Return the dependencies a connection solves at its handshake, once each.
+
+        The app's own dependencies first (FastAPI solves them at a WebSocket route's
+        handshake), then the Tether-level connection-scoped ones, then those of every
+        operation.
+        """
         deps = self._handshake
         if deps is None:
             assert self.api is not None
-            unique: dict[params.Depends, None] = dict.fromkeys(self.guards)
+            unique: dict[params.Depends, None] = dict.fromkeys(self.api.app_dependencies)
+            unique.update(
+                dict.fromkeys(d for d in self.api.dependencies if isinstance(d, ConnectionScoped))
+            )
             for op in self.api:
                 if op.plan is not None:
                     unique.update(dict.fromkeys(op.plan.connection_scoped))
@@ -195,3 +222,26 @@ class WebSocketTransport:
             connection.close(code, reason)
         with anyio.move_on_after(wait):
             await self._all_closed.wait()
+
+
+class _UpgradeRequiredEndpoint:
+    """Answers a plain HTTP request to the WebSocket path: 426 `UPGRADE_REQUIRED`."""
+
+    def __init__(self) -> None:
+        self.body = orjson.dumps({"error": UpgradeRequired().to_dict()})
+        self.headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+            (b"upgrade", b"websocket"),
+            # `upgrade`: the Upgrade header is hop-by-hop. `close`: the request's body (if
+            # any) is never read, and draining it would be unbounded.
+            (b"connection", b"upgrade, close"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the 426 answer (an ASGI app: Starlette routes every method to it)."""
+        await send({"type": "http.response.start", "status": 426, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+_upgrade_required = _UpgradeRequiredEndpoint()
