@@ -174,11 +174,24 @@ class TestJsonRpcSubscriptions:
         app, _ = mount(small_api())
         async with MemorySocket(app) as ws:
             reply = await ws.call(
-                {"jsonrpc": "2.0", "id": 1, "method": "rpc.cancel", "params": [{"x": 1}]}
+                {"jsonrpc": "2.0", "id": 1, "method": "rpc.cancel", "params": ["nope"]}
             )
             await ws.send_json({"jsonrpc": "2.0", "method": "rpc.cancel", "params": ["zz"]})
             await ws.nothing_pending()
         assert reply["error"]["code"] == -32004
+        assert reply["error"]["data"]["details"] == {"subscription": "nope"}
+
+    async def test_cancel_names_a_subscription_by_a_string_or_an_integer(self) -> None:
+        app, _ = mount(small_api())
+        async with MemorySocket(app) as ws:
+            reply = await ws.call(
+                {"jsonrpc": "2.0", "id": 1, "method": "rpc.cancel", "params": [{"x": 1}]}
+            )
+            await ws.send_json({"jsonrpc": "2.0", "method": "rpc.cancel", "params": [[1]]})
+            await ws.nothing_pending()
+        assert reply["error"]["code"] == -32602
+        assert reply["error"]["data"]["code"] == "VALIDATION_FAILED"
+        assert reply["error"]["data"]["details"][0]["loc"] == ["subscription"]
 
     async def test_a_duplicate_open_subscription_id_is_refused(self) -> None:
         app, _ = mount(small_api())
@@ -443,15 +456,17 @@ class TestDependencies:
         assert done == ["background"]
 
 
-class TestGuards:
+class TestConnectionDependencies:
     @staticmethod
     def token_guard(x_token: Annotated[str | None, Header()] = None) -> str:
         if x_token != "secret":
             raise HTTPException(403, "Bad token")
         return x_token
 
-    async def test_a_failing_guard_refuses_the_handshake_with_1008(self) -> None:
-        app, transport = mount(small_api(), guards=[self.token_guard])
+    async def test_a_failing_connection_dependency_refuses_the_handshake_with_1008(
+        self,
+    ) -> None:
+        app, transport = mount(small_api(connection_dependencies=[Depends(self.token_guard)]))
         async with MemorySocket(app) as refused:
             with pytest.raises(Closed) as closed:
                 await refused.receive()
@@ -461,24 +476,26 @@ class TestGuards:
         async with MemorySocket(app, headers=[("x-token", "secret")]) as ws:
             assert (await ws.call({"uuid": 1, "route": "hello"}))["payload"] == "hi"
 
-    async def test_a_guard_that_fails_unexpectedly_closes_with_1011(self) -> None:
+    async def test_a_connection_dependency_that_fails_unexpectedly_closes_with_1011(
+        self,
+    ) -> None:
         def broken() -> None:
             raise RuntimeError("secret detail")
 
-        app, _ = mount(small_api(), guards=[Depends(broken)])
+        app, _ = mount(small_api(connection_dependencies=[Depends(broken)]))
         async with MemorySocket(app) as refused:
             with pytest.raises(Closed) as closed:
                 await refused.receive()
         assert closed.value.code == 1011
         assert "secret" not in closed.value.reason
 
-    async def test_a_failing_connection_dependency_refuses_the_handshake(self) -> None:
-        def needs_origin(origin: Annotated[str | None, Header()] = None) -> str:
-            if origin is None:
+    async def test_a_long_refusal_reason_is_cut_to_fit_the_close_frame(self) -> None:
+        def needs_token(x_token: Annotated[str | None, Header()] = None) -> str:
+            if x_token is None:
                 raise HTTPException(401, "x" * 200)
-            return origin
+            return x_token
 
-        api = Tether(connection_dependencies=[Depends(needs_origin)])
+        api = Tether(connection_dependencies=[Depends(needs_token)])
 
         @api.query
         async def ping() -> str:
@@ -490,10 +507,10 @@ class TestGuards:
                 await refused.receive()
         assert closed.value.code == 1008
         assert len(closed.value.reason.encode()) <= 123
-        async with MemorySocket(app, headers=[("origin", "here")]) as ws:
+        async with MemorySocket(app, headers=[("x-token", "here")]) as ws:
             assert (await ws.call({"uuid": 1, "route": "ping"}))["payload"] == "pong"
 
-    async def test_guard_values_live_as_long_as_the_connection(self) -> None:
+    async def test_connection_dependency_values_live_as_long_as_the_connection(self) -> None:
         log: list[str] = []
 
         def guard() -> Iterator[None]:
@@ -501,7 +518,7 @@ class TestGuards:
             yield
             log.append("close")
 
-        app, _ = mount(small_api(), guards=[guard])
+        app, _ = mount(small_api(connection_dependencies=[Depends(guard)]))
         async with MemorySocket(app) as ws:
             await ws.call({"uuid": 1, "route": "hello"})
             await ws.call({"uuid": 2, "route": "hello"})

@@ -26,24 +26,26 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import orjson
 
 from ..context import CallContext
 from ..errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
     TetherError,
     TooManyRequests,
     UnsupportedMediaType,
     ValidationFailed,
 )
-from ._body import parse_json
+from ._body import header, parse_json
+from ._json_out import dumps
 from ._jsonrpc_dispatch import PARSE_ERROR_RESPONSE, tether_error_response
 from ._ws_envelope import (
     CANCEL,
     PING,
     bind_payload,
+    encode_uuid,
     error_reply,
     headed_reply,
     item_reply,
@@ -74,6 +76,7 @@ SUBSCRIPTION_METHOD = "subscription"
 _OK_HEAD = b',"status":200,"headers":{},"payload":'
 _RPC_HEAD = b'{"jsonrpc":"2.0","id":'
 _SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
+_NO_TARGET: Any = object()  # an rpc.cancel whose params name no subscription at all
 
 
 class Connection:
@@ -111,13 +114,25 @@ class Connection:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve the connection: handshake, guards, messages, close."""
+        """Serve the connection: handshake (its dependencies), messages, close."""
         message = await self.receive()
         if message["type"] != "websocket.connect":
             return
         transport = self.transport
-        # Connection-scoped dependencies (and guards) live on this stack, entered and
-        # closed in this task, around every message task.
+        origin = header(self.scope, b"origin")
+        # Before any dependency runs: a foreign page must not get as far as solving them.
+        if not transport.origins.allows(origin, header(self.scope, b"host")):
+            assert origin is not None
+            await self._deny(
+                Forbidden(
+                    "This page's origin may not open the WebSocket;"
+                    " the server lists the origins it trusts in Tether(allowed_origins=...)",
+                    details={"origin": origin.decode("latin-1")},
+                )
+            )
+            return
+        # Connection-scoped dependencies (the app's own among them) live on this stack,
+        # entered and closed in this task, around every message task.
         async with AsyncExitStack() as stack:
             try:
                 self.seed = await self.api.invoker.solve_shared(
@@ -153,6 +168,26 @@ class Connection:
             self.close_reason = reason
         if self._group is not None:
             self._group.cancel_scope.cancel()
+
+    async def _deny(self, error: TetherError) -> None:
+        # Refused before the handshake completes: the browser sees an HTTP error status.
+        # With the denial-response extension, that answer carries tether's error envelope;
+        # without it, closing before accepting makes the server answer 403 itself.
+        if "websocket.http.response" in self.scope.get("extensions", {}):
+            body = dumps({"error": error.to_dict()})
+            await self.send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": error.status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await self.send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await self.send({"type": "websocket.close", "code": 1008})
 
     async def _refuse(self, error: TetherError) -> None:
         # Accepted, then closed at once: the client sees the close code and the reason.
@@ -302,7 +337,7 @@ class Connection:
                 )
             )
             return
-        uuid_json = str(uuid).encode() if type(uuid) is int else orjson.dumps(uuid)
+        uuid_json = encode_uuid(uuid)
         outbox = self.outbox
         if type(route) is not str:
             outbox.put(
@@ -488,7 +523,7 @@ class Connection:
         if "params" in message and type(params) is not dict and type(params) is not list:
             return False
         id_value = message["id"]
-        id_json = orjson.dumps(id_value)
+        id_json = encode_uuid(id_value)
         try:
             if id_value in self._rpc_subscriptions:
                 raise Conflict(
@@ -526,7 +561,7 @@ class Connection:
             message = tether_error_response(id_json, error)
         else:
             summary = {"items": count, "cancelled": cancel.cancel_called}
-            message = _RPC_HEAD + id_json + b',"result":' + orjson.dumps(summary) + b"}"
+            message = _RPC_HEAD + id_json + b',"result":' + dumps(summary) + b"}"
         await self.outbox.send(message)
 
     def _rpc_cancel(self, message: dict[str, Any]) -> bool:
@@ -543,28 +578,32 @@ class Connection:
         elif type(params) is list and len(params) == 1:
             target = params[0]
         else:
+            target = _NO_TARGET
+        id_json = b"null" if id_value is None else encode_uuid(id_value)
+        if not valid_uuid(target):
+            # Subscription ids are strings or integers: anything else names none (and is
+            # not echoed back, whatever its size or depth).
             if not notification:
                 self.outbox.put(
                     tether_error_response(
-                        orjson.dumps(id_value),
+                        id_json,
                         ValidationFailed.from_errors(
                             [
                                 {
                                     "loc": ["subscription"],
-                                    "msg": f"{CANCEL_METHOD} takes the subscription's id:"
-                                    ' {"subscription": id} or [id]',
-                                    "type": "missing",
+                                    "msg": f"{CANCEL_METHOD} takes the subscription's id"
+                                    ' (a string or an integer): {"subscription": id} or [id]',
+                                    "type": "missing" if target is _NO_TARGET else "id_type",
                                 }
                             ]
                         ),
                     )
                 )
             return True
-        cancel = self._rpc_subscriptions.get(target) if valid_uuid(target) else None
+        cancel = self._rpc_subscriptions.get(target)
         if cancel is not None:
             cancel.cancel()
         if not notification:
-            id_json = orjson.dumps(id_value)
             if cancel is None:
                 self.outbox.put(tether_error_response(id_json, _no_subscription(target)))
             else:
@@ -600,7 +639,7 @@ def _reply_with_response(uuid_json: bytes, payload: bytes, response: Response) -
         + b',"status":'
         + str(status or 200).encode()
         + b',"headers":'
-        + orjson.dumps(headers)
+        + dumps(headers)
         + b',"payload":'
         + payload
         + b"}"

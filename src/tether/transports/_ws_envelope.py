@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from ..errors import BadRequest, TetherError, ValidationFailed
+from ._json_out import dumps
 
 if TYPE_CHECKING:
     from starlette.types import Scope
@@ -23,6 +22,7 @@ __all__ = (
     "CANCEL",
     "PING",
     "bind_payload",
+    "encode_uuid",
     "error_reply",
     "headed_reply",
     "item_reply",
@@ -46,6 +46,12 @@ def valid_uuid(uuid: Any) -> bool:
     return kind is str or kind is int
 
 
+def encode_uuid(uuid: Any) -> bytes:
+    """Return a valid uuid (or JSON-RPC id) as JSON; an integer may have any size."""
+    # orjson encodes integers only up to 64 bits; str() writes any integer exactly.
+    return str(uuid).encode() if type(uuid) is int else dumps(uuid)
+
+
 def operation_name(route: str) -> str:
     """Turn a route into an operation name: `/` and `.` are equivalent (`math/sum` is `math.sum`)."""
     return route.lstrip("/").replace("/", ".")
@@ -64,9 +70,9 @@ def headed_reply(uuid_json: bytes, status: int, headers: Mapping[str, Any], payl
         + b',"status":'
         + str(status).encode()
         + b',"headers":'
-        + orjson.dumps(headers)
+        + dumps(headers)
         + b',"payload":'
-        + orjson.dumps(payload)
+        + dumps(payload)
         + b"}"
     )
 
@@ -80,7 +86,8 @@ def error_reply(
 
 def pong(uuid: Any) -> bytes:
     """Return the answer to `{"route": "PING"}`: `{"uuid", "route": "PONG"}`."""
-    return orjson.dumps({"uuid": uuid, "route": "PONG"})
+    # The uuid is echoed whatever it is (any JSON value, integers of any size).
+    return b'{"uuid":' + dumps(uuid) + b',"route":"PONG"}'
 
 
 def bind_payload(op: Operation, payload: Any) -> Any:
