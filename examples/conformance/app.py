@@ -12,13 +12,13 @@ and behaviours below are fixed.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, Header
 from pydantic import BaseModel, Field
 
-from tether import Service, Tether, ValidationFailed, query
+from tether import Service, Tether, query
 from tether.errors import BUILTIN_ERRORS, error_for_code
 
 __all__ = (
@@ -35,6 +35,15 @@ __all__ = (
 )
 
 PREFIX = "/api"
+
+ErrorCode = Literal[tuple(error.code for error in BUILTIN_ERRORS)]  # type: ignore[valid-type]
+"""The string code of every built-in error: what `fail` accepts, listed in its schema."""
+
+LONGEST_MS = 60_000
+"""The longest sleep `slow` and `ticks` take, in milliseconds."""
+
+MOST_TICKS = 1_000_000
+"""The most items `ticks` streams."""
 
 
 class User(BaseModel):
@@ -74,9 +83,9 @@ async def current_user(authorization: Annotated[str | None, Header()] = None) ->
     return USERS.get(token.strip())
 
 
-def create_api() -> Tether:
-    """Build a fresh Tether carrying every conformance operation."""
-    api = Tether(prefix=PREFIX, user=Depends(current_user))
+def create_api(*, strict: bool = False) -> Tether:
+    """Build a fresh Tether carrying every conformance operation (`strict`: strict inputs)."""
+    api = Tether(prefix=PREFIX, user=Depends(current_user), strict=strict)
 
     @api.query
     async def add(a: int, b: int) -> int:
@@ -116,25 +125,16 @@ def create_api() -> Tether:
         return Echo(text=text)
 
     @api.query
-    async def slow(ms: Annotated[int, Field(ge=0)]) -> int:
+    async def slow(ms: Annotated[int, Field(ge=0, le=LONGEST_MS)]) -> int:
         """Sleep `ms` milliseconds, then return `ms`."""
         await anyio.sleep(ms / 1000)
         return ms
 
     @api.command(errors=BUILTIN_ERRORS)
-    async def fail(code: str) -> None:
-        """Raise the built-in error whose string code is `code` (422 if there is none)."""
+    async def fail(code: ErrorCode) -> None:
+        """Raise the built-in error whose string code is `code` (any other code is a 422)."""
         error = error_for_code(code)
-        if error is None:
-            raise ValidationFailed.from_errors(
-                [
-                    {
-                        "loc": ["code"],
-                        "msg": f"No built-in error has code {code!r}",
-                        "type": "value_error",
-                    }
-                ]
-            )
+        assert error is not None, code  # the input admits built-in codes only
         raise error(f"fail({code!r})")
 
     @api.query(auth=True)
@@ -149,7 +149,8 @@ def create_api() -> Tether:
 
     @api.stream
     async def ticks(
-        n: Annotated[int, Field(ge=0)], ms: Annotated[int, Field(ge=0)] = 0
+        n: Annotated[int, Field(ge=0, le=MOST_TICKS)],
+        ms: Annotated[int, Field(ge=0, le=LONGEST_MS)] = 0,
     ) -> AsyncIterator[int]:
         """Stream 1..n, sleeping `ms` milliseconds before each item after the first."""
         for i in range(1, n + 1):
@@ -176,10 +177,10 @@ class Math(Service, name="math"):
         return Sum(sum=sum(values))
 
 
-def create_app() -> FastAPI:
+def create_app(*, strict: bool = False) -> FastAPI:
     """Build the conformance FastAPI app, with a fresh Tether mounted at `/api`."""
     app = FastAPI(title="tether conformance")
-    create_api().mount(app)
+    create_api(strict=strict).mount(app)
     return app
 
 

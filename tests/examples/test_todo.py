@@ -12,19 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import examples.todo.app as todo
 import httpx
 import pytest
 from fastapi import FastAPI
 from websockets.sync.client import connect
 
+import tether.demo.app as todo
 from tests.conftest import LiveServer, free_port
-from tether import NotFound, Unauthorized
+from tether import Forbidden, NotFound, Unauthorized
 
 ADA = {"Authorization": "Bearer ada"}
 BOB = {"Authorization": "Bearer bob"}
 ADMIN = {"Authorization": "Bearer admin"}
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def call(
@@ -103,6 +102,66 @@ def test_auth(client: httpx.Client) -> None:
         assert result(call(client, "stats", headers=ADMIN)) == {"total": 2, "done": 1, "open": 1}
 
 
+@pytest.mark.parametrize("operation", ["toggle_todo", "delete_todo"])
+def test_only_the_owner_or_staff_may_change_a_todo(client: httpx.Client, operation: str) -> None:
+    """Toggle and delete share one rule: the owner may, staff may, any other user gets 403."""
+    with client:
+        mine = result(call(client, "add_todo", {"title": "ada's"}, ADA))
+        theirs = result(call(client, "add_todo", {"title": "bob's"}, BOB))
+        refused = call(client, operation, {"id": mine["id"]}, BOB)
+        assert error_code(refused, 403) == "FORBIDDEN"
+        assert refused.json()["error"]["details"] == {"id": mine["id"]}
+        # The refused call changed nothing.
+        assert result(call(client, "get_todo", {"id": mine["id"]})) == mine
+        assert error_code(call(client, operation, {"id": mine["id"]}), 401) == "UNAUTHORIZED"
+
+        owned = result(call(client, operation, {"id": mine["id"]}, ADA))
+        staff = result(call(client, operation, {"id": theirs["id"]}, ADMIN))
+        if operation == "toggle_todo":
+            assert owned == {**mine, "done": True}
+            assert staff == {**theirs, "done": True}
+            assert result(call(client, "list_todos")) == [owned, staff]
+        else:
+            assert owned is None
+            assert staff is None
+            assert result(call(client, "list_todos")) == []
+
+
+async def test_only_the_owner_or_staff_may_change_a_todo_in_process(tmp_path: Path) -> None:
+    api = todo.create_app(tmp_path / "todo.db").state.api
+    mine = await api.call("add_todo", {"title": "ada's"}, headers=ADA)
+    for operation in ("toggle_todo", "delete_todo"):
+        with pytest.raises(Forbidden) as caught:
+            await api.call(operation, {"id": mine.id}, headers=BOB)
+        assert caught.value.details == {"id": mine.id}
+    assert await api.call("get_todo", {"id": mine.id}) == mine
+    toggled = await api.call("toggle_todo", {"id": mine.id}, headers=ADMIN)
+    assert toggled.done is True
+    assert await api.call("delete_todo", {"id": mine.id}, headers=ADA) is None
+
+
+@pytest.mark.parametrize("operation", ["get_todo", "toggle_todo", "delete_todo"])
+def test_ids_beyond_sqlite_range_are_refused_not_a_500(
+    client: httpx.Client, operation: str
+) -> None:
+    """SQLite integers are 64-bit: the schema bounds ids, so an id past them is a 422, not a 500."""
+    with client:
+        for id in (2**53, 2**63, -(2**63) - 1, 0, 10**30):
+            response = call(client, operation, {"id": id}, ADA)
+            assert error_code(response, 422) == "VALIDATION_FAILED"
+            assert [d["loc"] for d in response.json()["error"]["details"]] == [["id"]]
+        largest = call(client, operation, {"id": 2**53 - 1}, ADA)
+        assert error_code(largest, 404) == "NOT_FOUND"
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+        id_schema = next(
+            s["properties"]["id"]
+            for name, s in schema.items()
+            if name.endswith("Params") and "id" in s.get("properties", {})
+        )
+        # 2**53 - 1 is exact as a double: the document cannot round the bound.
+        assert (id_schema["minimum"], id_schema["maximum"]) == (1, 2**53 - 1)
+
+
 def test_validation_and_conflict(client: httpx.Client) -> None:
     with client:
         response = call(client, "add_todo", {"title": ""}, ADA)
@@ -159,12 +218,15 @@ def test_todo_db_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 
 
 def test_make_demo_command_serves_the_app(tmp_path: Path) -> None:
-    """Run the exact command `make demo` runs, as its own process, with TODO_DB set."""
+    """Run the exact command `make demo` runs, as its own process, with TODO_DB set.
+
+    From a directory outside the checkout: the demo ships inside the package.
+    """
     port = free_port()
-    env = {**os.environ, "TODO_DB": str(tmp_path / "demo.db")}
-    command = ["-m", "uvicorn", "examples.todo.app:app", "--host", "127.0.0.1", "--port"]
+    env = {**os.environ, "TODO_DB": str(tmp_path / "demo.db"), "PYTHONPATH": ""}
+    command = ["-m", "uvicorn", "tether.demo.app:app", "--host", "127.0.0.1", "--port"]
     process = subprocess.Popen(
-        [sys.executable, *command, str(port), "--log-level", "warning"], cwd=ROOT, env=env
+        [sys.executable, *command, str(port), "--log-level", "warning"], cwd=tmp_path, env=env
     )
     try:
         deadline = time.monotonic() + 15

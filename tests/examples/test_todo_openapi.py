@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 import httpx
-from examples.todo.app import create_app
+
+from tether.demo.app import create_app
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "todo_openapi.json"
 

@@ -214,8 +214,12 @@ class TestWireFormat:
             )
             assert data(response) == ["1"]
             # An empty body is no parameters: ticks then fails validation (n is required).
-            empty = await client.post("/api/stream/ticks")
+            json_type = {"content-type": "application/json"}
+            empty = await client.post("/api/stream/ticks", headers=json_type)
             assert empty.status_code == 422
+            # Without a JSON content type, even an empty POST is refused (no CSRF door).
+            untyped = await client.post("/api/stream/ticks")
+            assert untyped.status_code == 415
 
     async def test_ids_increase_past_checkpoints(self) -> None:
         async with client_for(create_app(World())) as client:
@@ -259,6 +263,9 @@ class TestWireFormat:
         assert world.log == ["background ran"]
 
 
+JSON = {"content-type": "application/json"}
+
+
 class TestErrorsBeforeTheFirstItem:
     @pytest.mark.parametrize(
         ("method", "url", "kwargs", "status", "code"),
@@ -270,16 +277,22 @@ class TestErrorsBeforeTheFirstItem:
             ("POST", "/api/stream/ticks", {"json": {"n": "x"}}, 422, "VALIDATION_FAILED"),
             ("GET", "/api/stream/staff_only", {}, 401, "UNAUTHORIZED"),
             ("GET", "/api/stream/staff_only", {"headers": {"x-user": "bob"}}, 403, "FORBIDDEN"),
-            ("POST", "/api/stream/ticks", {"content": b"{"}, 400, "BAD_REQUEST"),
+            ("POST", "/api/stream/ticks", {"content": b"{", "headers": JSON}, 400, "BAD_REQUEST"),
             ("POST", "/api/stream/ticks", {"json": [1]}, 400, "BAD_REQUEST"),
             (
                 "POST",
                 "/api/stream/ticks",
-                {"content": b"{}", "headers": {"content-length": "x"}},
+                {"content": b"{}", "headers": {**JSON, "content-length": "x"}},
                 400,
                 "BAD_REQUEST",
             ),
-            ("POST", "/api/stream/ticks", {"content": b"x" * 2000}, 413, "PAYLOAD_TOO_LARGE"),
+            (
+                "POST",
+                "/api/stream/ticks",
+                {"content": b"x" * 2000, "headers": JSON},
+                413,
+                "PAYLOAD_TOO_LARGE",
+            ),
             (
                 "POST",
                 "/api/stream/ticks",
@@ -416,7 +429,7 @@ class RawExchange:
             "raw_path": path.encode(),
             "root_path": "",
             "query_string": query,
-            "headers": [(b"host", b"test")],
+            "headers": [(b"host", b"test"), (b"content-type", b"application/json")],
             "client": ("127.0.0.1", 1),
             "server": ("test", 80),
             "state": {},
@@ -540,11 +553,17 @@ class TestOpenApi:
         get = ticks["get"]
         assert get["operationId"] == "ticks__sse_get"
         assert [p["name"] for p in get["parameters"]] == ["n", "ms"]
-        item = get["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]
-        assert item["required"] == ["data"]
+        # Each event is one of data, end, error: exactly what the stream sends.
+        events = get["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]["oneOf"]
+        item, end, failed = events
+        assert item["required"] == ["event", "data", "id"]
+        assert item["properties"]["event"] == {"const": "data"}
         assert item["properties"]["data"]["contentMediaType"] == "application/json"
         assert item["properties"]["data"]["contentSchema"]["type"] == "integer"
-        assert "one `data` event per item" in get["responses"]["200"]["description"]
+        assert end["properties"]["event"] == {"const": "end"}
+        assert end["properties"]["data"]["const"] == "null"
+        assert failed["properties"]["event"] == {"const": "error"}
+        assert "`data` (id: its number from 1" in get["responses"]["200"]["description"]
         error_item = get["responses"]["422"]["content"]["text/event-stream"]["itemSchema"]
         assert error_item["properties"]["event"] == {"const": "error"}
         assert error_item["properties"]["data"]["contentSchema"] == {
@@ -558,12 +577,12 @@ class TestOpenApi:
         # Structured input: POST only.
         assert set(paths["/api/stream/points"]) == {"post"}
         points_200 = paths["/api/stream/points"]["post"]["responses"]["200"]["content"]
-        assert points_200["text/event-stream"]["itemSchema"]["properties"]["data"][
+        assert points_200["text/event-stream"]["itemSchema"]["oneOf"][0]["properties"]["data"][
             "contentSchema"
         ] == {"$ref": "#/components/schemas/Point"}
-        # Auth shows in the errors; no input: no request body.
+        # Auth shows in the errors; no input: the body is `{}`, JSON as every POST's.
         staff = paths["/api/stream/staff_only"]["post"]
-        assert "requestBody" not in staff
+        assert staff["requestBody"]["required"] is True
         assert {"401", "403"} <= set(staff["responses"])
         # Queries and commands are not SSE's.
         assert "/api/stream/plain" not in paths
@@ -677,3 +696,105 @@ class TestDocsExamples:
             with pytest.raises(RuntimeError, match="interrupted"):
                 await read_into(received, client_module.read_stream(client, "ticks", n=3))
         assert received == [1]
+
+
+class TestShutdown:
+    """`Tether.shutdown()` ends open SSE streams: no server flag to poll, no `end` event."""
+
+    @staticmethod
+    def forever_app() -> tuple[FastAPI, Tether, list[str], SseTransport]:
+        events: list[str] = []
+        api = Tether()
+
+        async def resource() -> AsyncIterator[None]:
+            events.append("open")
+            try:
+                yield
+            finally:
+                events.append("close")
+
+        @api.stream
+        async def forever(_: None = Depends(resource)) -> AsyncIterator[int]:
+            number = 0
+            while True:
+                number += 1
+                yield number
+                await anyio.sleep(0.01)
+
+        app = FastAPI()
+        sse = SseTransport()
+        api.mount(app, transports=[sse])
+        return app, api, events, sse
+
+    @staticmethod
+    def scope(path: str) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"test")],
+            "client": ("127.0.0.1", 1),
+            "server": ("test", 80),
+        }
+
+    async def test_an_open_stream_ends_without_end_and_closes_its_dependencies(self) -> None:
+        app, api, events, sse = self.forever_app()
+        sent: list[Message] = []
+        first_item = anyio.Event()
+        client_stays = anyio.Event()
+
+        async def receive() -> Message:
+            await client_stays.wait()  # the client never leaves
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+            if b"event: data" in message.get("body", b""):
+                first_item.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(app, self.scope("/api/stream/forever"), receive, send)
+            with anyio.fail_after(5):
+                await first_item.wait()
+            assert sse.streams == 1
+            await api.shutdown()
+            with anyio.fail_after(5):
+                while sse.streams:  # noqa: ASYNC110 - polled: the transport has no event
+                    await anyio.sleep(0.01)
+            client_stays.set()
+        assert sent[0]["status"] == 200
+        assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+        body = b"".join(m.get("body", b"") for m in sent[1:])
+        assert b"event: end" not in body
+        assert b"event: error" not in body
+        assert events == ["open", "close"]
+
+    async def test_a_stream_opened_after_shutdown_ends_as_it_starts(self) -> None:
+        app, api, events, sse = self.forever_app()
+        await api.shutdown()
+        assert sse.closing
+        sent: list[Message] = []
+        client_stays = anyio.Event()
+
+        async def receive() -> Message:
+            await client_stays.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                group.start_soon(app, self.scope("/api/stream/forever"), receive, send)
+                while not sent or sent[-1].get("more_body", True):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+                client_stays.set()
+        assert sent[0]["status"] == 200
+        assert sent[1:] == [{"type": "http.response.body", "body": b"", "more_body": False}]
+        assert events == ["open", "close"]

@@ -49,7 +49,14 @@ from ..errors import (
     TetherError,
 )
 from ..schema.openapi import documentation_routes as openapi_documentation_routes, operation_errors
-from ._body import ClientDisconnected, parse_json, read_body, require_json_content_type
+from ._body import (
+    CLOSE,
+    ClientDisconnected,
+    has_body,
+    parse_json,
+    read_body,
+    require_json_content_type,
+)
 from .http import encode_error
 
 if TYPE_CHECKING:
@@ -116,7 +123,10 @@ class SseTransport:
         """Seconds between two heartbeat comments."""
         self.api: Tether | None = None
         self.app: FastAPI | None = None
+        self.closing = False
+        """True once `shutdown()` has begun: open streams end, new ones end as they start."""
         self._uvicorn: tuple[object, Any] | None = None
+        self._open: set[_Exchange] = set()
 
     def attach(self, api: Tether, app: FastAPI) -> None:
         """Add the stream route, and document every stream operation, on `app`."""
@@ -127,6 +137,7 @@ class SseTransport:
         )
         for op in api:
             self.operation_added(op)
+        _document_events(app, api, self.path)
 
     def operation_added(self, op: Operation) -> None:
         """Document a stream operation in the app's OpenAPI (other kinds are not SSE's)."""
@@ -146,11 +157,34 @@ class SseTransport:
         except ClientDisconnected:
             return
         except TetherError as error:
-            await _send_error(send, error)
+            # An answer before the body was read whole (413, 408, 415...) closes the
+            # connection, so that the server stops reading the rest, however long it is.
+            await _send_error(send, error, close=has_body(scope))
             return
         ctx = CallContext("sse", scope, receive, body=body)
         exchange = _Exchange(self, api, op, params, ctx, send)
-        await exchange.run()
+        self._open.add(exchange)
+        try:
+            await exchange.run()
+        finally:
+            self._open.discard(exchange)
+
+    @property
+    def streams(self) -> int:
+        """How many streams are open now."""
+        return len(self._open)
+
+    async def shutdown(self) -> None:
+        """End every open stream now, without an `end` event (clients read it as "reconnect").
+
+        `Tether.shutdown()` calls it (and `TetherServer` calls that when the server stops):
+        uvicorn tells an open response nothing of a shutdown, so without it a stream would
+        hold the server's exit for the whole grace period. Streams that open afterwards end
+        as soon as they start. Their yield dependencies close as on any interruption.
+        """
+        self.closing = True
+        for exchange in list(self._open):
+            exchange.stop_for_shutdown()
 
     async def _read_request(
         self, api: Tether, scope: Scope, receive: Receive
@@ -164,7 +198,7 @@ class SseTransport:
         method = scope["method"]
         if method == "POST":
             require_json_content_type(scope)
-            body = await read_body(scope, receive, api.max_body_size)
+            body = await read_body(scope, receive, api.max_body_size, api.body_timeout)
             params = parse_json(body) if body else {}
             if not isinstance(params, dict):
                 raise BadRequest(
@@ -302,6 +336,9 @@ class _Exchange:
                 # StreamAborted like any exception raised in the stream.
                 with anyio.CancelScope() as iteration:
                     self.scope = iteration
+                    if self.transport.closing:
+                        self.stop_for_shutdown()
+                        await anyio.lowlevel.checkpoint()  # the cancellation lands here
                     number = 0
                     try:
                         async for item in items:
@@ -363,8 +400,15 @@ class _Exchange:
         # uvicorn only sets a flag; there is no event to wait on.
         while not server.should_exit:  # noqa: ASYNC110
             await anyio.sleep(_SHUTDOWN_POLL)
-        self.shutting_down = True
-        self.scope.cancel()
+        self.stop_for_shutdown()
+
+    def stop_for_shutdown(self) -> None:
+        """End the stream because the server stops: its iteration is cancelled, no `end`."""
+        # Before the first item is sent, `scope` is the exchange's task group: the stream
+        # is still opening, and it checks `closing` itself once it has started.
+        if self.started:
+            self.shutting_down = True
+            self.scope.cancel()
 
     async def _heartbeat(self) -> None:
         interval = self.transport.heartbeat
@@ -381,7 +425,7 @@ class _Exchange:
         self.scope.cancel()
 
 
-async def _send_error(send: Send, error: TetherError) -> None:
+async def _send_error(send: Send, error: TetherError, *, close: bool = False) -> None:
     body = error_event(error)
     headers = [
         *_STREAM_HEADERS[:2],
@@ -389,6 +433,8 @@ async def _send_error(send: Send, error: TetherError) -> None:
     ]
     if isinstance(error, MethodNotAllowed):
         headers.append((b"allow", b"GET, POST"))
+    if close:
+        headers.append(CLOSE)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -411,7 +457,7 @@ def _endpoint(parameters: list[inspect.Parameter], item_type: Any) -> Any:
     return documented_stream
 
 
-_ERROR_EVENT_SCHEMA = {
+_ERROR_EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "event": {"const": "error"},
@@ -425,6 +471,85 @@ _ERROR_EVENT_SCHEMA = {
 }
 
 
+_EVENT_ID = {"type": "string", "pattern": "^[1-9][0-9]*$"}
+"""The `id:` of a `data` event: its number in the stream, from 1. A later event without its
+own `id:` keeps the last one (as `EventSource.lastEventId` does)."""
+
+_END_EVENT_SCHEMA = {
+    "title": "end event",
+    "type": "object",
+    "properties": {
+        "event": {"const": "end"},
+        "data": {
+            "const": "null",
+            "contentMediaType": "application/json",
+            "contentSchema": {"type": "null"},
+        },
+        "id": _EVENT_ID,
+    },
+    "required": ["event", "data"],
+    "additionalProperties": False,
+}
+
+
+def _data_event_schema(data: Any) -> dict[str, Any]:
+    return {
+        "title": "data event",
+        "type": "object",
+        "properties": {"event": {"const": "data"}, "data": data, "id": _EVENT_ID},
+        "required": ["event", "data", "id"],
+        "additionalProperties": False,
+    }
+
+
+def _stream_event_schema(fastapi_item_schema: dict[str, Any]) -> dict[str, Any]:
+    """Return the schema of every event of a 200 stream, from FastAPI's one for `data` events.
+
+    FastAPI documents one event shape whose `data` is an item; a stream also ends with
+    `end` (whose data is `null`) or `error` (an envelope), so each event is one of three.
+    """
+    if "oneOf" in fastapi_item_schema:
+        return fastapi_item_schema
+    data = fastapi_item_schema.get("properties", {}).get("data", {})
+    errored: dict[str, Any] = {
+        **_ERROR_EVENT_SCHEMA,
+        "title": "error event",
+        "properties": {**_ERROR_EVENT_SCHEMA["properties"], "id": _EVENT_ID},
+        "additionalProperties": False,
+    }
+    return {"oneOf": [_data_event_schema(data), _END_EVENT_SCHEMA, errored]}
+
+
+def _document_events(app: FastAPI, api: Tether, path: str) -> None:
+    """Make every stream's 200 answer in `app`'s OpenAPI list its three events exactly.
+
+    FastAPI's generator cannot express them (its SSE schema is one event shape), so the
+    generated document is completed once it is built: `app.openapi` is wrapped, as
+    FastAPI's docs do to extend OpenAPI.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        paths = document.get("paths", {})
+        for op in api:
+            if op.kind != "stream":
+                continue
+            for operation in paths.get(f"{api.prefix}{path}/{op.name}", {}).values():
+                for status, response in operation.get("responses", {}).items():
+                    stream = response.get("content", {}).get("text/event-stream")
+                    if stream is None or "itemSchema" not in stream:
+                        continue
+                    # `schema` beside `itemSchema` would describe the whole stream (OpenAPI
+                    # 3.2), which is no envelope: `itemSchema` alone describes each event.
+                    stream.pop("schema", None)
+                    if status == "200":
+                        stream["itemSchema"] = _stream_event_schema(stream["itemSchema"])
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _responses(op: Operation) -> dict[int | str, dict[str, Any]]:
     by_status: dict[int, list[str]] = {}
     for error in operation_errors(op):
@@ -432,8 +557,11 @@ def _responses(op: Operation) -> dict[int | str, dict[str, Any]]:
     return {
         200: {
             "description": (
-                "Server-sent events: one `data` event per item (its JSON is this schema),"
-                " then `end`; an `error` event carries an error envelope and ends the stream."
+                "Server-sent events, each one of: `data` (id: its number from 1; data: one"
+                " item as JSON, this schema), then `end` (data: `null`) once the items are"
+                " done, or `error` (data: an error envelope) if the stream fails, which ends"
+                " it. `: ping` comments keep an idle stream open; a stream cut by the server"
+                " shutting down ends without `end`."
             )
         },
         **{

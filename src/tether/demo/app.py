@@ -1,6 +1,6 @@
 """A small todo app: tether operations on FastAPI, stored in SQLite.
 
-Run it with `make demo` (or `uvicorn examples.todo.app:app`), then open
+Run it with `tether demo` (or `make demo`, or `uvicorn tether.demo.app:app`), then open
 http://127.0.0.1:8000/ for a tiny page, http://127.0.0.1:8000/docs for Swagger UI, or:
 
     curl -X POST localhost:8000/api/call/add_todo -H 'Authorization: Bearer ada' \
@@ -11,6 +11,8 @@ The database is one SQLite file: `$TODO_DB` if set, else `tether-todo.db` in the
 temporary directory. No other service is needed.
 
 The caller is whoever `Authorization: Bearer <name>` names; the name `admin` is staff.
+Anyone may read; a signed-in user adds todos, and only a todo's owner, or staff, may
+toggle or delete it (others get 403 `FORBIDDEN`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from starlette.requests import HTTPConnection
 
 from tether import Conflict, Forbidden, NotFound, Tether, command, query
 
-__all__ = ("Stats", "Todo", "User", "app", "create_app", "default_db_path")
+__all__ = ("Stats", "Todo", "TodoId", "User", "app", "create_app", "default_db_path")
 
 STAFF = frozenset({"admin"})
 """User names that are staff."""
@@ -42,6 +44,11 @@ CREATE TABLE IF NOT EXISTS todos (
     owner TEXT    NOT NULL
 )
 """
+
+
+TodoId = Annotated[int, Field(ge=1, le=2**53 - 1)]
+"""A todo's id: from 1 up to the largest integer a JavaScript number (the page's) holds
+exactly, well inside SQLite's 64-bit integers; an id outside is a 422, not a database error."""
 
 
 # -- models ------------------------------------------------------------------------------
@@ -120,6 +127,12 @@ def _fetch(db: sqlite3.Connection, id: int) -> Todo:
     return _row_to_todo(row)
 
 
+def _check_owner(todo: Todo, user: User, action: str) -> None:
+    """Refuse (403) a change to `todo` by anyone but its owner or staff."""
+    if todo.owner != user.name and not user.is_staff:
+        raise Forbidden(f"Only the owner or staff may {action} a todo", details={"id": todo.id})
+
+
 # -- operations --------------------------------------------------------------------------
 
 
@@ -134,7 +147,7 @@ def list_todos(db: DB, done: bool | None = None) -> list[Todo]:
 
 
 @query(errors=[NotFound])
-def get_todo(id: int, db: DB) -> Todo:
+def get_todo(id: TodoId, db: DB) -> Todo:
     """Fetch one todo by id."""
     return _fetch(db, id)
 
@@ -154,20 +167,18 @@ def add_todo(
     return _fetch(db, cursor.lastrowid)
 
 
-@command(auth=True, errors=[NotFound])
-def toggle_todo(id: int, db: DB) -> Todo:
-    """Flip a todo between done and open."""
-    _fetch(db, id)
+@command(auth=True, errors=[NotFound, Forbidden])
+def toggle_todo(id: TodoId, db: DB, user: CurrentUser) -> Todo:
+    """Flip a todo between done and open; only its owner or staff may."""
+    _check_owner(_fetch(db, id), user, "toggle")
     db.execute("UPDATE todos SET done = 1 - done WHERE id = ?", (id,))
     return _fetch(db, id)
 
 
-@command(auth=True, errors=[NotFound])
-def delete_todo(id: int, db: DB, user: CurrentUser) -> None:
+@command(auth=True, errors=[NotFound, Forbidden])
+def delete_todo(id: TodoId, db: DB, user: CurrentUser) -> None:
     """Delete a todo; only its owner or staff may."""
-    todo = _fetch(db, id)
-    if todo.owner != user.name and not user.is_staff:
-        raise Forbidden("Only the owner or staff may delete a todo", details={"id": id})
+    _check_owner(_fetch(db, id), user, "delete")
     db.execute("DELETE FROM todos WHERE id = ?", (id,))
 
 
@@ -189,8 +200,11 @@ def default_db_path() -> Path:
     return Path(tempfile.gettempdir()) / "tether-todo.db"
 
 
-def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
-    """Build the todo app on the SQLite file `db_path` (default: `default_db_path()`)."""
+def create_app(db_path: str | os.PathLike[str] | None = None, *, strict: bool = False) -> FastAPI:
+    """Build the todo app on the SQLite file `db_path` (default: `default_db_path()`).
+
+    `strict` validates inputs strictly (`Tether(strict=True)`); the demo serves lax ones.
+    """
     path = Path(db_path) if db_path is not None else default_db_path()
     with sqlite3.connect(path) as connection:
         connection.execute(SCHEMA)
@@ -198,7 +212,7 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> FastAPI:
 
     app = FastAPI(title="tether todo demo", version="0.1.0")
     app.state.todo_db = str(path)
-    api = Tether(prefix="/api", user=Depends(current_user), tags=["todos"])
+    api = Tether(prefix="/api", user=Depends(current_user), tags=["todos"], strict=strict)
     api.include(list_todos, get_todo, add_todo, toggle_todo, delete_todo, stats)
     api.mount(app)
     app.state.api = api  # for in-process calls: `await app.state.api.call("list_todos")`

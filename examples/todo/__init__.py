@@ -1,1 +1,0 @@
-"""The todo demo that `make demo` serves: tether on FastAPI with SQLite."""
