@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-lowest lint bench clean
+.PHONY: demo test test-lowest lint smoke bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# `tether demo` serves with tether.server.TetherServer (tether's WebSocket limit, bounded shutdown).
 demo: $(STAMP)
-	$(BIN)/python -m uvicorn examples.todo.app:app --host 127.0.0.1 --port $(PORT)
+	$(BIN)/tether demo --port $(PORT)
 
 # Node packages used by tests that drive tether with third-party JS clients: one folder
 # per client family (tests/node*/), each with its package.json and package-lock.json.
@@ -54,6 +55,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
+
+# The README's install in a fresh venv with only '.[server]': serves the quickstart app under
+# uvicorn and calls it over HTTP, JSON-RPC, WebSocket and SSE (needs no .venv: it makes its own).
+smoke:
+	PY=$(PY) .ci/smoke
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -r bench/requirements.txt

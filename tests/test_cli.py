@@ -32,7 +32,7 @@ def test_schema_openrpc_lists_every_method(capsys: pytest.CaptureFixture[str]) -
 def test_the_installed_command_runs() -> None:
     # The console script pyproject.toml declares, run as a user would.
     completed = subprocess.run(
-        [sys.executable, "-m", "tether.cli", "schema", "openrpc", "--app", "examples.todo.app:app"],
+        [sys.executable, "-m", "tether.cli", "schema", "openrpc", "--app", "tether.demo.app:app"],
         capture_output=True,
         check=True,
         timeout=60,
@@ -43,9 +43,9 @@ def test_the_installed_command_runs() -> None:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ("examples.todo.app", "module:attribute"),
+        ("tether.demo.app", "module:attribute"),
         ("no_such_module_here:app", "cannot import"),
-        ("examples.todo.app:nothing", "is not a FastAPI app"),
+        ("tether.demo.app:nothing", "is not a FastAPI app"),
     ],
 )
 def test_bad_app_targets_explain_themselves(target: str, message: str) -> None:
@@ -63,3 +63,44 @@ def test_find_tether_returns_the_mounted_api() -> None:
     app = FastAPI()
     api.mount(app)
     assert find_tether(app) is api
+
+
+def test_find_tether_looks_inside_mounted_apps() -> None:
+    api = Tether()
+    inner = FastAPI()
+    api.mount(inner)
+    outer = FastAPI()
+    outer.mount("/v1", inner)
+    assert find_tether(outer) is api
+
+
+plain_app = FastAPI()
+"""An app without tether, for `tether serve`."""
+
+
+def test_serve_refuses_an_app_without_tether() -> None:
+    with pytest.raises(SystemExit, match="no Tether is mounted"):
+        main(["serve", "tests.test_cli:plain_app"])
+
+
+@pytest.mark.parametrize("grace", ["-1", "soon", "nan"])
+def test_serve_refuses_a_grace_that_is_not_seconds(
+    grace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "examples.conformance.app:app", "--grace", grace])
+    assert exited.value.code == 2
+    assert f"a number of seconds (0 or more), not {grace!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["serve", "examples.conformance.app:app"], ["demo"]])
+def test_without_uvicorn_the_hint_names_the_checkouts_extra(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As if the server extra were not installed: importing tether.server fails.
+    monkeypatch.setitem(sys.modules, "tether.server", None)
+    assert main(command) == 1
+    hint = capsys.readouterr().err
+    assert "pip install -e '.[server]'" in hint
+    # tether is not published on a package index: no hint may send users to one.
+    assert "tether[server]" not in hint

@@ -1,10 +1,14 @@
-"""The `tether` command: print an app's schema documents, or serve the demo.
+"""The `tether` command: print an app's schema documents, serve an app, or serve the demo.
 
 ```
-tether schema openapi --app examples.todo.app:app      # FastAPI's OpenAPI, every operation
-tether schema openrpc --app examples.todo.app:app      # the OpenRPC document of JSON-RPC
-tether demo [--port 8000]                              # the todo demo on 127.0.0.1
+tether schema openapi --app tether.demo.app:app      # FastAPI's OpenAPI, every operation
+tether schema openrpc --app tether.demo.app:app      # the OpenRPC document of JSON-RPC
+tether serve main:app [--host 127.0.0.1] [--port 8000] [--grace 10]   # any app, TetherServer
+tether demo [--port 8000]                            # the todo demo on 127.0.0.1
 ```
+
+`serve` and `demo` run `tether.server.TetherServer` (uvicorn with tether's WebSocket message
+limit and a bounded shutdown); they need the `server` extra.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 
+from ._mounted import mounted_tethers
 from .registry import Tether
 
 __all__ = ("find_tether", "load_app", "main")
@@ -33,7 +38,7 @@ def load_app(target: str) -> FastAPI:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise SystemExit(
-            f"--app takes module:attribute, such as examples.todo.app:app, not {target!r}"
+            f"the app is named module:attribute, such as tether.demo.app:app, not {target!r}"
         )
     # Like uvicorn's --app-dir ".": apps in the working directory import as they do there.
     if os.getcwd() not in sys.path:
@@ -49,17 +54,15 @@ def load_app(target: str) -> FastAPI:
 
 
 def find_tether(app: FastAPI) -> Tether:
-    """Return the Tether mounted on `app` (found through its routes).
+    """Return the Tether mounted on `app` (found through its routes, mounts and middleware).
 
     Raises:
         SystemExit: no Tether is mounted on the app.
     """
-    for route in app.router.routes:
-        transport: Any = getattr(route, "endpoint", None) or getattr(route, "app", None)
-        api = getattr(transport, "api", None)
-        if isinstance(api, Tether):
-            return api
-    raise SystemExit("no Tether is mounted on this app (call api.mount(app))")
+    tethers = mounted_tethers(app)
+    if not tethers:
+        raise SystemExit("no Tether is mounted on this app (call api.mount(app))")
+    return tethers[0]
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -74,14 +77,43 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:  # pragma: no cover - serves until interrupted
+_SERVER_EXTRA_HINT = (
+    "this command needs uvicorn, which the `server` extra installs;"
+    " from the tether checkout: pip install -e '.[server]'"
+)
+
+
+def _serve_with_tether_server(app: FastAPI, *, host: str, port: int, grace: float) -> int:
     try:
-        import uvicorn
+        from .server import serve
     except ImportError:
-        print("the demo needs uvicorn: pip install 'tether[server]'", file=sys.stderr)
+        print(_SERVER_EXTRA_HINT, file=sys.stderr)
         return 1
-    uvicorn.run("examples.todo.app:app", host="127.0.0.1", port=args.port, app_dir=".")
-    return 0
+    serve(app, host=host, port=port, grace=grace)  # pragma: no cover - serves until stopped
+    return 0  # pragma: no cover
+
+
+def _serve(args: argparse.Namespace) -> int:
+    app = load_app(args.app)
+    find_tether(app)  # a clear message now, rather than a traceback once the server starts
+    return _serve_with_tether_server(app, host=args.host, port=args.port, grace=args.grace)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # Imported from the installed package: the demo runs from any directory.
+    from .demo.app import app
+
+    return _serve_with_tether_server(app, host="127.0.0.1", port=args.port, grace=args.grace)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"a number of seconds (0 or more), not {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,8 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     schema.add_argument("document", choices=("openapi", "openrpc"))
     schema.add_argument("--app", required=True, help="module:attribute of the FastAPI app")
     schema.set_defaults(run=_schema)
+    grace_help = "seconds in-flight calls get on shutdown before they are cancelled (default 10)"
+    serve = commands.add_parser("serve", help="serve an app with tether's server (loopback)")
+    serve.add_argument("app", help="module:attribute of the FastAPI app, such as main:app")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (8000)")
+    serve.add_argument("--grace", type=_seconds, default=10.0, help=grace_help)
+    serve.set_defaults(run=_serve)
     demo = commands.add_parser("demo", help="serve the todo demo on 127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=int, default=8000, help="TCP port to listen on (8000)")
+    demo.add_argument("--grace", type=_seconds, default=10.0, help=grace_help)
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     result: int = args.run(args)

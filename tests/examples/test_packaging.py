@@ -27,10 +27,11 @@ def test_console_scripts_load() -> None:
 
 def test_tether_schema_command_loads_an_app_from_the_current_directory(tmp_path: Path) -> None:
     # The usage src/tether/cli.py documents, run as a user would: the installed command, from
-    # the project's root, naming an app in the project (as `uvicorn examples.todo.app:app` can).
+    # the project's root, naming an app in the project (as `uvicorn examples.conformance.app:app`
+    # can).
     command = Path(sys.executable).with_name("tether")
     completed = subprocess.run(
-        [str(command), "schema", "openapi", "--app", "examples.todo.app:app"],
+        [str(command), "schema", "openapi", "--app", "examples.conformance.app:app"],
         cwd=ROOT,
         env={**os.environ, "TODO_DB": str(tmp_path / "todo.db"), "PYTHONPATH": ""},
         capture_output=True,
@@ -39,15 +40,16 @@ def test_tether_schema_command_loads_an_app_from_the_current_directory(tmp_path:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "/api/call/add_todo" in json.loads(completed.stdout)["paths"]
+    assert "/api/call/add" in json.loads(completed.stdout)["paths"]
 
 
-def test_tether_demo_command_serves_the_demo(tmp_path: Path) -> None:
+def test_tether_demo_command_serves_the_demo_outside_the_checkout(tmp_path: Path) -> None:
+    # Run from an empty directory with no PYTHONPATH: the demo ships inside the package.
     port = free_port()
     command = Path(sys.executable).with_name("tether")
     process = subprocess.Popen(
         [str(command), "demo", "--port", str(port)],
-        cwd=ROOT,
+        cwd=tmp_path,
         env={**os.environ, "TODO_DB": str(tmp_path / "todo.db"), "PYTHONPATH": ""},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -70,3 +72,17 @@ def test_tether_demo_command_serves_the_demo(tmp_path: Path) -> None:
         process.wait(timeout=10)
         if process.stderr:
             process.stderr.close()
+
+
+def test_the_core_never_imports_the_server() -> None:
+    # uvicorn comes with the `server` extra only: importing tether and mounting it must not
+    # need it (tether.server, the one module that imports it, is imported on demand).
+    code = (
+        "import sys; from fastapi import FastAPI; import tether, tether.cli;"
+        " tether.Tether().mount(FastAPI());"
+        " print(sorted(m for m in sys.modules if m == 'tether.server' or m.startswith('uvicorn')))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert completed.stdout.strip() == "[]"
