@@ -1,15 +1,22 @@
 # file: examples/docs/quickstart_2.py
-import anyio
+import json
 
-from examples.docs.quickstart_1 import api
+from websockets.sync.client import connect
 
 
-async def main() -> None:
-    # The same validation, dependencies and auth as over HTTP, without a server.
-    note = await api.call("add_note", {"text": "from a script"}, headers={"X-User": "ada"})
-    print(note)
-    print(await api.call("list_notes", {"author": "ada"}))
+def main(url: str = "ws://127.0.0.1:8000/api/ws") -> None:
+    with connect(url) as ws:
+        # The envelope dialect: a call, answered by a message with the same uuid.
+        ws.send(json.dumps({"uuid": 1, "route": "greet", "payload": {"name": "Ada"}}))
+        print(ws.recv())
+        # The JSON-RPC dialect, on the same socket.
+        ws.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "greet", "params": ["Bob"]}))
+        print(ws.recv())
+        # A stream operation is a subscription: one message per item, then the end.
+        ws.send(json.dumps({"uuid": "c", "route": "countdown", "payload": {"start": 2}}))
+        for _ in range(3):
+            print(ws.recv())
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    main()

@@ -15,6 +15,8 @@ from tests.conftest import LiveServer
 from tether import ConfigurationError, Tether
 from tether.limits import Admission
 
+pytestmark = pytest.mark.e2e
+
 LIMIT = 3
 FLOOD = 12
 

@@ -16,6 +16,8 @@ from fastapi import FastAPI
 
 from tests.conftest import LiveServer
 
+pytestmark = pytest.mark.e2e
+
 JSON = {"content-type": "application/json"}
 PARSE_ERROR = {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}}
 

@@ -6,10 +6,13 @@ from typing import Annotated
 
 import anyio
 import httpx
+import pytest
 from fastapi import Depends, FastAPI, Header, Request
 
 from tests.conftest import LiveServer
 from tether import PerBatch, Tether, Unauthorized
+
+pytestmark = pytest.mark.e2e
 
 
 class Resources:

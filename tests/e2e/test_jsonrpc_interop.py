@@ -20,6 +20,8 @@ from jsonrpcclient import Error, Ok, notification_json, parse, parse_json, reque
 
 from tests.conftest import LiveServer, serve
 
+pytestmark = pytest.mark.e2e
+
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
 

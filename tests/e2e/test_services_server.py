@@ -25,6 +25,8 @@ from tether.transports.http import HttpTransport
 from tether.transports.sse import SseTransport
 from tether.transports.websocket import WebSocketTransport
 
+pytestmark = pytest.mark.e2e
+
 Serve = Callable[..., LiveServer]
 
 

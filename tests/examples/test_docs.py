@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -30,6 +32,10 @@ CORE_PAGES = [
     "docs/auth.md",
     "docs/errors.md",
     "docs/testing.md",
+    "docs/cli.md",
+    "docs/configuration.md",
+    "docs/deployment.md",
+    "docs/from-fastapi-jsonrpc.md",
 ]
 MARKER = re.compile(r"# file: (examples/docs/[A-Za-z0-9_]+\.py)")
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -126,7 +132,91 @@ def test_errors_page_has_the_builtin_error_table() -> None:
     assert len(error_table_rows()) == len(BUILTIN_ERRORS) >= 8
 
 
+def _option_defaults(page: str, heading: str) -> dict[str, str]:
+    """The `| `option` | default | ...` rows of the table under `heading` in a docs page."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    after = re.sub(r"^```.*?^```$", "", text.split(f"{heading}\n", 1)[1], flags=re.M | re.S)
+    section = re.split(r"^#{1,3} ", after, maxsplit=1, flags=re.MULTILINE)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \|", section, re.MULTILINE)
+    return {name: default.strip() for name, default in rows}
+
+
+def _shown(value: object) -> str:
+    return f'`"{value}"`' if isinstance(value, str) else f"`{value!r}`"
+
+
+# Parameters left out of the tables: each only raises, naming its replacement.
+_GONE = {"batch_dependencies": "JsonRpcTransport", "guards": "WebSocketTransport"}
+
+
+@pytest.mark.parametrize(
+    ("heading", "cls"),
+    [
+        ("## `Tether(...)`", "tether:Tether"),
+        ("### `JsonRpcTransport(...)`", "tether.transports.jsonrpc:JsonRpcTransport"),
+        ("### `SseTransport(...)`", "tether.transports.sse:SseTransport"),
+        ("### `WebSocketTransport(...)`", "tether.transports.websocket:WebSocketTransport"),
+    ],
+)
+def test_configuration_page_shows_every_option_with_its_default(heading: str, cls: str) -> None:
+    module_name, _, name = cls.partition(":")
+    target = getattr(importlib.import_module(module_name), name)
+    table = _option_defaults("docs/configuration.md", heading)
+    parameters = {
+        p.name: p.default
+        for p in inspect.signature(target).parameters.values()
+        if _GONE.get(p.name) != name
+    }
+    assert set(table) == set(parameters), f"{heading}: options missing from, or extra in, the table"
+    for option, default in parameters.items():
+        assert table[option].startswith(_shown(default)), f"{heading}: {option} is {default!r}"
+
+
+def test_configuration_page_shows_every_operation_option() -> None:
+    from tether.operation import OperationOptions
+
+    table = _option_defaults("docs/configuration.md", "## Operation options")
+    assert set(table) == set(OperationOptions.__annotations__)
+
+
+def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    from tether.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_cli_page_shows_every_command_and_option(capsys: pytest.CaptureFixture[str]) -> None:
+    page = (DOCS / "cli.md").read_text(encoding="utf-8")
+    match = re.search(r"\{([a-z,]+)\}", _help(capsys))
+    assert match is not None
+    commands = match.group(1).split(",")
+    assert len(commands) >= 3
+    for command in commands:
+        section = page.split(f"## `tether {command}`\n", 1)
+        assert len(section) == 2, f"docs/cli.md has no section for `tether {command}`"
+        options = set(re.findall(r"--[a-z-]+", _help(capsys, command))) - {"--help"}
+        body = section[1].split("\n## ", 1)[0]
+        missing = {option for option in options if f"`{option}" not in body}
+        assert missing == set(), f"tether {command}: options its section does not show"
+
+
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_index_lists_every_page() -> None:
+    # docs/index.md is the table of contents: it links every page of docs/, once.
+    index = DOCS / "index.md"
+    targets = [
+        (DOCS / target.split("#", 1)[0]).resolve()
+        for target in LINK.findall(index.read_text(encoding="utf-8"))
+        if target.endswith(".md") or ".md#" in target
+    ]
+    pages = {page.resolve() for page in DOCS.rglob("*.md")} - {index.resolve()}
+    assert pages - set(targets) == set(), "pages that docs/index.md does not list"
+    assert len(targets) == len(set(targets)), "pages docs/index.md lists twice"
 
 
 @pytest.mark.parametrize("page", CORE_PAGES)

@@ -7,6 +7,7 @@ store, a list of events) starts empty in every test.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import httpx
@@ -27,24 +28,53 @@ def body(response: httpx.Response, status: int = 200) -> Any:
 
 async def test_index_1() -> None:
     async with client_for(load("index_1")) as client:
-        response = await client.post("/api/call/get_todo", json={"id": 1})
-        assert response.text == '{"result":"write docs"}'
-        response = await client.get("/api/call/get_todo", params={"id": 2})
-        assert response.status_code == 404
-        assert response.text == (
-            '{"error":{"code":"NOT_FOUND","message":"no such todo","details":{"id":2}}}'
-        )
-        assert body(await client.post("/api/call/add_todo", json={"title": "ship"})) == {
-            "result": 2
+        assert (await client.get("/api/call/greet?name=Ada")).text == '{"result":"Hello, Ada!"}'
+        posted = await client.post("/api/call/greet", json={"name": 42})
+        assert body(posted, 422)["error"]["details"][0]["loc"] == ["name"]
+        call = {"jsonrpc": "2.0", "id": 1, "method": "greet", "params": {"name": "Ada"}}
+        assert body(await client.post("/api/jsonrpc", json=call)) == {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "result": "Hello, Ada!",
         }
-        assert body(await client.get("/api/call/get_todo?id=2")) == {"result": "ship"}
 
 
 # -- quickstart -----------------------------------------------------------------------------
+# The shell sessions these pages show run against a real server in
+# tests/e2e/test_docs_sessions.py; these tests check the example files in-process.
 
 
 async def test_quickstart_1() -> None:
-    async with client_for(load("quickstart_1")) as client:
+    module = load("quickstart_1")
+    async with client_for(module) as client:
+        assert body(await client.get("/api/call/greet?name=Ada")) == {"result": "Hello, Ada!"}
+        call = {"jsonrpc": "2.0", "id": 1, "method": "greet", "params": ["Ada"]}
+        assert body(await client.post("/api/jsonrpc", json=call))["result"] == "Hello, Ada!"
+        events = await client.get("/api/stream/countdown?start=3")
+        assert body_lines(events, "data: ")[:3] == ["3", "2", "1"]
+        assert body_lines(events, "event: ") == ["data", "data", "data", "end"]
+        paths = body(await client.get("/openapi.json"))["paths"]
+    assert {"/api/call/greet", "/api/stream/countdown"} <= set(paths)
+    assert [n async for n in module.api.stream_call("countdown", {"start": 2})] == [2, 1]
+
+
+def body_lines(response: httpx.Response, prefix: str) -> list[str]:
+    assert response.status_code == 200, response.text
+    lines = response.text.split("\n")
+    return [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
+
+
+async def test_quickstart_3(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader saved quickstart_1 as main.py, next to this script.
+    monkeypatch.setitem(sys.modules, "main", load("quickstart_1"))
+    await load("quickstart_3").run()
+    assert capsys.readouterr().out == "Hello, Ada!\n3\n2\n1\n"
+
+
+async def test_quickstart_4() -> None:
+    async with client_for(load("quickstart_4")) as client:
         assert body(await client.post("/api/call/list_notes", json={})) == {"result": []}
         unauthenticated = await client.post("/api/call/add_note", json={"text": "hi"})
         assert body(unauthenticated, 401)["error"]["code"] == "UNAUTHORIZED"
@@ -67,14 +97,6 @@ async def test_quickstart_1() -> None:
         paths = body(await client.get("/openapi.json"))["paths"]
         calls = {path for path in paths if path.startswith("/api/call/")}
         assert calls == {"/api/call/list_notes", "/api/call/get_note", "/api/call/add_note"}
-
-
-async def test_quickstart_2(capsys: pytest.CaptureFixture[str]) -> None:
-    load("quickstart_1")
-    await load("quickstart_2").main()
-    assert capsys.readouterr().out == (
-        "id=1 text='from a script' author='ada'\n[Note(id=1, text='from a script', author='ada')]\n"
-    )
 
 
 # -- operations -----------------------------------------------------------------------------
@@ -143,7 +165,7 @@ async def test_operations_3() -> None:
     for app in (module.app, second):
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            assert body(await client.post("/api/call/ping")) == {"result": "pong"}
+            assert body(await client.post("/api/call/ping", json={})) == {"result": "pong"}
             bumped = await client.post("/api/call/counter.bump", json={"by": 2})
             assert body(bumped) == {"result": 2}
             assert body(await client.get("/api/call/version")) == {"result": "1.0"}
@@ -173,7 +195,7 @@ async def test_http_1() -> None:
         (b"{not json", {"content-type": "application/json"}, 400, "BAD_REQUEST"),
         (b"[1, 2]", {"content-type": "application/json"}, 400, "BAD_REQUEST"),
         (b'{"name": NaN}', {"content-type": "application/json"}, 400, "BAD_REQUEST"),
-        (b"[" * 10_000 + b"]" * 10_000, {}, 400, "BAD_REQUEST"),
+        (b"[" * 10_000 + b"]" * 10_000, {"content-type": "application/json"}, 400, "BAD_REQUEST"),
         (b"name=ada", {"content-type": "text/plain"}, 415, "UNSUPPORTED_MEDIA_TYPE"),
     ],
 )
@@ -356,6 +378,80 @@ async def test_errors_1(caplog: pytest.LogCaptureFixture) -> None:
     assert caught.value.details == module.Shortage(item="pear", wanted=1, available=0)
 
 
+# -- configuration --------------------------------------------------------------------------
+
+
+async def test_configuration_1() -> None:
+    module = load("configuration_1")
+    key = {"X-Api-Key": "let-me-in"}
+    async with client_for(module) as client:
+        refused = await client.post("/rpc/call/add", json={"a": 1, "b": 2})
+        assert body(refused, 401)["error"]["code"] == "UNAUTHORIZED"
+        call = {"jsonrpc": "2.0", "id": 1, "method": "add", "params": [1, 2]}
+        assert body(await client.post("/rpc/jsonrpc", json=call))["error"]["code"] == -32001
+        added = await client.post("/rpc/call/add", json={"a": 1, "b": 2}, headers=key)
+        assert body(added) == {"result": 3}
+        # strict=True: no coercion of a string or a boolean into an integer.
+        for loose in ({"a": "1", "b": 2}, {"a": True, "b": 2}):
+            coerced = await client.post("/rpc/call/add", json=loose, headers=key)
+            assert body(coerced, 422)["error"]["details"][0]["loc"] == ["a"]
+        large = await client.post(
+            "/rpc/call/add", json={"a": 1, "b": 2, "pad": "x" * 64 * 1024}, headers=key
+        )
+        assert body(large, 413)["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert module.api.body_timeout == 5.0
+    assert module.api.admission.limit == 256
+    assert module.api.allowed_origins == ("https://app.example.com",)
+    assert module.app.openapi()["paths"]["/rpc/call/add"]["post"]["tags"] == ["rpc"]
+
+
+async def test_configuration_2() -> None:
+    module = load("configuration_2")
+    call = {"jsonrpc": "2.0", "method": "add", "params": [1, 2]}
+    async with client_for(module) as client:
+        batch = [{**call, "id": i} for i in range(20)]
+        answers = body(await client.post("/api/jsonrpc", json=batch))
+        assert [answer["result"] for answer in answers] == [3] * 20
+        too_large = body(await client.post("/api/jsonrpc", json=[*batch, {**call, "id": 20}]))
+        assert too_large["error"]["code"] == -32600
+    _, jsonrpc, sse, socket = module.api.transports
+    assert (jsonrpc.max_batch_size, sse.heartbeat) == (20, 5)
+    assert (socket.max_in_flight, socket.max_message_size) == (8, 64 * 1024)
+
+
+# -- from fastapi-jsonrpc -------------------------------------------------------------------
+
+
+async def test_from_fastapi_jsonrpc_1() -> None:
+    module = load("from_fastapi_jsonrpc_1")
+    token = {"user-auth-token": "1"}
+    batch = [
+        {"jsonrpc": "2.0", "id": i, "method": "withdraw", "params": {"amount": 10}}
+        for i in range(3)
+    ]
+    async with client_for(module) as client:
+        answers = body(await client.post("/api/v1/jsonrpc", json=batch, headers=token))
+        assert [answer["result"] for answer in answers] == [90, 80, 70]
+        # The batch dependency ran once; the per-call one around each of the 3 items.
+        assert module.EVENTS == ["auth"] + ["open", "close"] * 3
+        call = {"jsonrpc": "2.0", "id": 4, "method": "withdraw", "params": [500]}
+        refused = body(await client.post("/api/v1/jsonrpc", json=call, headers=token))
+        assert refused["error"] == {
+            "code": 6001,
+            "message": "Not enough money",
+            "data": {"code": "NOT_ENOUGH_MONEY", "details": {"balance": 70, "currency": "USD"}},
+        }
+        echo = {"jsonrpc": "2.0", "id": 5, "method": "echo", "params": {"data": "x"}}
+        anonymous = body(await client.post("/api/v1/jsonrpc", json=echo))
+        assert anonymous["error"]["data"]["code"] == "UNAUTHORIZED"
+        over_http = await client.post("/api/v1/call/withdraw", json={"amount": 500}, headers=token)
+        assert body(over_http, 409)["error"]["code"] == "NOT_ENOUGH_MONEY"
+        methods = body(await client.get("/api/v1/openrpc.json"))["methods"]
+    assert {method["name"] for method in methods} == {"echo", "withdraw"}
+    responses = module.app.openapi()["paths"]["/api/v1/call/withdraw"]["post"]["responses"]
+    assert "NOT_ENOUGH_MONEY" in responses["409"]["description"]
+
+
 # -- testing --------------------------------------------------------------------------------
 
 
@@ -395,9 +491,11 @@ async def test_auth_1_resolver_runs_once_per_call() -> None:
     # The override replaces both uses of current_user: as the resolver and as `me`'s parameter.
     module.app.dependency_overrides[module.current_user] = counting_user
     async with client_for(module) as client:
-        response = await client.post("/api/call/me", headers={"Authorization": "Bearer t-alan"})
+        response = await client.post(
+            "/api/call/me", json={}, headers={"Authorization": "Bearer t-alan"}
+        )
         assert body(response)["result"]["name"] == "alan"
         assert calls == ["Bearer t-alan"]
         # Operations without a policy never run the resolver.
-        assert body(await client.post("/api/call/public")) == {"result": "hello"}
+        assert body(await client.post("/api/call/public", json={})) == {"result": "hello"}
         assert calls == ["Bearer t-alan"]
