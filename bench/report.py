@@ -1,4 +1,4 @@
-"""The report: targets of issues 2 and 3, the printed tables, the Markdown for docs/bench.md."""
+"""The report: targets of issues 2, 3 and 10, the printed tables, the Markdown for docs/bench.md."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from load import CONTENDED, LoadResult
 from scenarios import BATCH_SIZE, Scenario
 
-# -- the targets of issues 2 and 3 --------------------------------------------------------
+# -- the targets of issues 2, 3 and 10 -----------------------------------------------------
 
 
 @dataclass
@@ -54,7 +54,93 @@ def missing_note(*items: Scenario) -> str:
     return "; ".join(f"{s.key}: {s.status}" for s in items if not s.ran)
 
 
-def targets(by_key: dict[str, Scenario], inprocess: dict[str, Any] | None) -> list[Target]:
+def floor_target(tether: Scenario, floor: Scenario, name: str) -> Target:
+    """tether's HTTP figures over a floor's: throughput, and server CPU per request (in the note)."""
+    note = missing_note(tether, floor)
+    if not note:
+        ours, theirs = cpu_per_call(tether), cpu_per_call(floor)
+        note = (
+            f"server CPU {ours:.1f} vs {theirs:.1f} us/req: tether spends {ours / theirs:.2f}x, "
+            f"{ours - theirs:+.1f} us"
+        )
+    return Target(
+        10,
+        f"HTTP add req/s, tether / {name}",
+        "-",
+        ratio(tether, floor),
+        "x",
+        None,
+        note,
+        cpu_ratio(tether, floor),
+    )
+
+
+def baseline_targets(
+    by_key: dict[str, Scenario], label: str, inprocess: dict[str, Any] | None
+) -> list[Target]:
+    """tether over the baseline tether measured in the same rounds (issue 10: no slower)."""
+    result = []
+    for key, name in (
+        ("http_tether", "HTTP add req/s"),
+        ("jsonrpc_tether", "JSON-RPC single calls/s"),
+        ("batch_tether", f"JSON-RPC batch-of-{BATCH_SIZE} calls/s"),
+    ):
+        ours, theirs = by_key[key], by_key[f"{key}_baseline"]
+        note = missing_note(ours, theirs)
+        if not note:
+            note = f"server CPU {cpu_per_call(ours):.2f} vs {cpu_per_call(theirs):.2f} us/call"
+        result.append(
+            Target(
+                10,
+                f"{name}, tether / {label}",
+                "-",
+                ratio(ours, theirs),
+                "x",
+                None,
+                note,
+                cpu_ratio(ours, theirs),
+            )
+        )
+    single, batch = by_key["jsonrpc_tether_baseline"], by_key["batch_tether_baseline"]
+    cost = cost_by_cpu = None
+    if batch.ran and single.ran:
+        cost = single.median(lambda r: r.requests_per_s) / batch.median(lambda r: r.requests_per_s)
+        cost_by_cpu = batch.median(lambda r: r.server_cpu_us_per_request) / single.median(
+            lambda r: r.server_cpu_us_per_request
+        )
+    result.append(
+        Target(
+            10,
+            f"{label}: batch-of-{BATCH_SIZE} cost / single-call cost",
+            "< 5x",
+            cost,
+            "x",
+            None if cost is None else cost < 5.0,
+            missing_note(batch, single),
+            cost_by_cpu,
+        )
+    )
+    overhead = None if inprocess is None else inprocess["median_overhead_us"]
+    result.append(
+        Target(
+            10,
+            f"{label}: api.call overhead over a direct call",
+            "< 10 us",
+            overhead,
+            "us",
+            None if overhead is None else overhead < 10,
+            "" if inprocess is not None else "in-process measurement failed",
+        )
+    )
+    return result
+
+
+def targets(
+    by_key: dict[str, Scenario],
+    inprocess: dict[str, Any] | None,
+    baseline_label: str | None = None,
+    baseline_inprocess: dict[str, Any] | None = None,
+) -> list[Target]:
     http_t, http_f = by_key["http_tether"], by_key["http_fastapi"]
     rpc_t, rpc_p = by_key["jsonrpc_tether"], by_key["jsonrpc_fastapi_jsonrpc"]
     batch_t, batch_p = by_key["batch_tether"], by_key["batch_fastapi_jsonrpc"]
@@ -85,6 +171,8 @@ def targets(by_key: dict[str, Scenario], inprocess: dict[str, Any] | None) -> li
             "" if inprocess is not None else "in-process measurement failed",
         )
     )
+    result.append(floor_target(http_t, by_key["http_starlette"], "bare Starlette route"))
+    result.append(floor_target(http_t, by_key["http_asgi"], "bare ASGI app"))
     r = ratio(rpc_t, rpc_p)
     result.append(
         Target(
@@ -143,6 +231,8 @@ def targets(by_key: dict[str, Scenario], inprocess: dict[str, Any] | None) -> li
             cost_by_cpu,
         )
     )
+    if baseline_label is not None:
+        result += baseline_targets(by_key, baseline_label, baseline_inprocess)
     return result
 
 

@@ -1,13 +1,18 @@
 """Benchmarks of tether against plain FastAPI and fastapi-jsonrpc, in one run.
 
-Usage: python bench/run.py [--duration S] [--rounds N] [--connections C] [--quick] [--save]
+Usage: python bench/run.py [--duration S] [--rounds N] [--connections C] [--quick]
+                           [--tether-src PATH] [--baseline-src PATH [--baseline-label NAME]]
+                           [--save [--label NAME]]
        python bench/run.py --markdown bench/results/<date>.json
 
 Each app runs in its own uvicorn process (one worker, same settings), pinned to one core;
 wrk runs pinned to the other core, so that the server, not the client, is the limit. The
 scenarios are measured in interleaved rounds and the medians reported. Results go to
 bench/results/latest.json, and with --save to bench/results/<date>.json (<date>-2.json and
-so on when that record exists). See docs/bench.md.
+so on when that record exists). The floors of the HTTP call, a bare Starlette route and a bare
+ASGI app doing the same JSON work, run in the same rounds. With --baseline-src, another tether
+(for example the commit before a change) serves the same scenarios, each measured right after
+tether's, and the report gives tether's ratio to it. See docs/bench.md.
 """
 
 from __future__ import annotations
@@ -26,14 +31,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+import record
+import tether_source
 from load import CONTENDED, LoadDriver, LoadResult
 from report import markdown, print_report, print_round, targets
-from scenarios import BATCH_CONNECTIONS, BATCH_SIZE, EXPECT, SERVERS, Scenario, preflight, scenarios
+from scenarios import (
+    BASELINE,
+    BATCH_CONNECTIONS,
+    BATCH_SIZE,
+    EXPECT,
+    SERVERS,
+    Scenario,
+    preflight,
+    scenarios,
+    with_baseline,
+)
 from servers import Server, uvicorn_options
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
 
 RETRIES_WHEN_CONTENDED = 1
 """How many times a CONTENDED measurement is taken again."""
@@ -42,12 +57,13 @@ RETRIES_WHEN_CONTENDED = 1
 # -- running ----------------------------------------------------------------------------
 
 
-def run_inprocess(core: int | None) -> dict[str, Any] | None:
+def run_inprocess(core: int | None, env: dict[str, str]) -> dict[str, Any] | None:
     pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
     process = subprocess.run(
         [sys.executable, str(BENCH_DIR / "inprocess.py")],
         capture_output=True,
         text=True,
+        env=env,
         preexec_fn=pin,
         check=False,
     )
@@ -79,16 +95,6 @@ def versions() -> dict[str, str]:
     found["wrk"] = (wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else ""
     found["python"] = platform.python_version()
     return found
-
-
-def git_revision() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=REPO_DIR, capture_output=True, text=True, check=False
-        ).stdout.strip()
-
-    revision = git("rev-parse", "--short", "HEAD") or "unknown"
-    return revision + ("+dirty" if git("status", "--porcelain", "--", "src") else "")
 
 
 def cpu_model() -> str:
@@ -136,6 +142,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=100, help="wrk connections")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s: a smoke run")
     parser.add_argument("--save", action="store_true", help="also write results/<date>.json")
+    parser.add_argument("--label", default="", help="with --save: results/<date>-LABEL.json")
+    tether_source.add_option(parser)
+    tether_source.add_baseline_option(parser)
     parser.add_argument(
         "--markdown", type=Path, help="print a saved results file as docs/bench.md tables; exit"
     )
@@ -147,8 +156,22 @@ def main() -> int:
         args.duration, args.rounds = 2.0, 1
 
     started = time.monotonic()
+    src = tether_source.src_dir(args.tether_src)
+    tether = tether_source.describe(src)
+    env = tether_source.environment(src)
+    baseline = baseline_env = None
+    if args.baseline_src is not None:
+        baseline_dir = tether_source.src_dir(args.baseline_src)
+        baseline = tether_source.describe(baseline_dir)
+        baseline_env = tether_source.environment(baseline_dir)
     server_core, client_core = pick_cores()
-    print("tether bench: tether vs plain FastAPI vs fastapi-jsonrpc, one run")
+    print("tether bench: tether vs plain FastAPI vs fastapi-jsonrpc vs the floors, one run")
+    print(f"  tether from {tether['package']} at {tether['revision']}")
+    if baseline is not None:
+        print(
+            f"  baseline ({args.baseline_label}): tether from {baseline['package']} at "
+            f"{baseline['revision']}, each scenario measured right after tether's"
+        )
     print(f"  uvicorn settings (every server): {' '.join(uvicorn_options())}")
     if server_core is None:
         print("  WARNING: fewer than 2 cores available: server and wrk are not pinned apart")
@@ -164,29 +187,54 @@ def main() -> int:
     )
 
     print("\n[in-process] await api.call('add', {...}) vs await add(a=1, b=2)")
-    inprocess = run_inprocess(server_core)
+    # Twice each, in the order A B B A (A A without a baseline), keeping the lower median of
+    # each: noise only adds time, and the first run of a pair tends to be the slower one.
+    envs = [env] if baseline_env is None else [env, baseline_env]
+    runs: list[list[dict[str, Any]]] = [[] for _ in envs]
+    for index in [*range(len(envs)), *reversed(range(len(envs)))]:
+        measured = run_inprocess(server_core, envs[index])
+        if measured is not None:
+            runs[index].append(measured)
+    best = [min(found, key=lambda m: m["median_overhead_us"]) if found else None for found in runs]
+    inprocess = best[0]
+    inprocess_baseline = best[1] if len(best) > 1 else None
     if inprocess is not None:
-        print(
-            f"  direct {inprocess['median_direct_us']:.2f} us, api.call "
-            f"{inprocess['median_api_call_us']:.2f} us, overhead "
-            f"{inprocess['median_overhead_us']:.2f} us/call (median of "
-            f"{inprocess['repetitions']} x {inprocess['calls_per_repetition']} calls, "
-            f"{inprocess['loop']}; the loop had {inprocess['core_share']:.0%} of its core)"
-        )
+        inprocess["runs_overhead_us"] = [m["median_overhead_us"] for m in runs[0]]
+    if inprocess_baseline is not None:
+        inprocess_baseline["runs_overhead_us"] = [m["median_overhead_us"] for m in runs[1]]
+    for name, measured in (("", inprocess), (f" [{args.baseline_label}]", inprocess_baseline)):
+        if measured is not None:
+            print(
+                f"  direct {measured['median_direct_us']:.2f} us, api.call "
+                f"{measured['median_api_call_us']:.2f} us, overhead "
+                f"{measured['median_overhead_us']:.2f} us/call{name} (the lower of "
+                f"{', '.join(f'{v:.2f}' for v in measured['runs_overhead_us'])}, each a median of "
+                f"{measured['repetitions']} x {measured['calls_per_repetition']} calls, "
+                f"{measured['loop']}; the loop had {measured['core_share']:.0%} of its core)"
+            )
 
     driver = LoadDriver(
         core=client_core if client_core is not None else 0,
         server_core=server_core if server_core is not None else 0,
     )
     all_scenarios = scenarios()
+    serving = dict(SERVERS)
+    if baseline is not None:
+        all_scenarios = with_baseline(all_scenarios, args.baseline_label)
+        serving[BASELINE] = SERVERS["tether"]
     by_key = {s.key: s for s in all_scenarios}
     log_dir = Path(tempfile.mkdtemp(prefix="tether-bench-logs-"))
     servers: dict[str, Server] = {}
     server_errors: dict[str, str] = {}
     try:
         print("\n[servers]")
-        for name, module in SERVERS.items():
-            server = Server(name, module, core=server_core if server_core is not None else 0)
+        for name, module in serving.items():
+            server = Server(
+                name,
+                module,
+                core=server_core if server_core is not None else 0,
+                env=baseline_env if name == BASELINE and baseline_env is not None else env,
+            )
             try:
                 server.start(log_dir)
                 servers[name] = server
@@ -226,11 +274,18 @@ def main() -> int:
         for server in servers.values():
             server.stop()
 
-    table = targets(by_key, inprocess)
+    table = targets(
+        by_key, inprocess, args.baseline_label if baseline else None, inprocess_baseline
+    )
     print_report(all_scenarios, table, inprocess)
     report = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "tether_revision": git_revision(),
+        "tether_revision": tether["revision"],
+        "tether_source": tether,
+        "label": args.label,
+        "baseline_source": baseline,
+        "baseline_label": args.baseline_label if baseline else None,
+        "inprocess_baseline": inprocess_baseline,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
         "versions": versions(),
         "settings": {
@@ -262,19 +317,7 @@ def main() -> int:
         ],
         "elapsed_s": round(time.monotonic() - started, 1),
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    text = json.dumps(report, indent=2) + "\n"
-    (RESULTS_DIR / "latest.json").write_text(text)
-    written = ["bench/results/latest.json"]
-    if args.save:
-        day = dt.datetime.now(dt.UTC).date().isoformat()
-        name = f"{day}.json"
-        serial = 1
-        while (RESULTS_DIR / name).exists():  # a record is never overwritten
-            serial += 1
-            name = f"{day}-{serial}.json"
-        (RESULTS_DIR / name).write_text(text)
-        written.append(f"bench/results/{name}")
+    written = record.write(report, label=args.label, save=args.save)
     print(f"\nwrote {', '.join(written)} ({report['elapsed_s']} s)")
     # The harness worked if the two baseline HTTP scenarios ran; misses are findings.
     return 0 if by_key["http_tether"].ran and by_key["http_fastapi"].ran else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,6 +136,24 @@ def scenarios() -> list[Scenario]:
             check_http_result,
         ),
         Scenario(
+            "http_starlette",
+            "HTTP add floor, bare Starlette route (POST /add)",
+            "starlette",
+            "/add",
+            ADD_BODY,
+            1,
+            check_http_result,
+        ),
+        Scenario(
+            "http_asgi",
+            "HTTP add floor, bare ASGI app (POST /add)",
+            "asgi",
+            "/add",
+            ADD_BODY,
+            1,
+            check_http_result,
+        ),
+        Scenario(
             "jsonrpc_tether",
             "JSON-RPC single add, tether",
             "tether",
@@ -175,9 +194,35 @@ def scenarios() -> list[Scenario]:
     ]
 
 
+def with_baseline(items: list[Scenario], label: str) -> list[Scenario]:
+    """Each tether scenario followed by the same one against the baseline tether (`--baseline-src`).
+
+    Measured back to back in every round, the two see the same conditions of the machine.
+    """
+    result = []
+    for scenario in items:
+        result.append(scenario)
+        if scenario.server == "tether":
+            result.append(
+                dataclasses.replace(
+                    scenario,
+                    key=f"{scenario.key}_baseline",
+                    title=f"{scenario.title} [{label}]",
+                    server=BASELINE,
+                    rounds=[],
+                    remeasured=[],
+                )
+            )
+    return result
+
+
+BASELINE = "tether_baseline"
+"""The server of the baseline tether (the same app, another source tree)."""
 SERVERS = {
     "tether": "tether_app",
     "fastapi": "fastapi_app",
+    "starlette": "starlette_app",
+    "asgi": "asgi_app",
     "fastapi_jsonrpc": "fastapi_jsonrpc_app",
 }
 
@@ -188,7 +233,7 @@ def preflight(scenario: Scenario, server: Server) -> str:
         response = httpx.post(server.url + scenario.path, json=scenario.body, timeout=10)
     except httpx.HTTPError as exc:
         return f"request failed: {exc!r}"
-    if scenario.server == "tether" and scenario.path.endswith("/jsonrpc"):
+    if scenario.server in ("tether", BASELINE) and scenario.path.endswith("/jsonrpc"):
         if response.status_code in (404, 405):
             return (
                 f"tether JSON-RPC endpoint missing (POST {scenario.path} answered "

@@ -61,6 +61,8 @@ class Server:
     module: str
     core: int
     port: int = field(default_factory=free_port)
+    env: dict[str, str] | None = None
+    """The process's environment (see tether_source.environment); None: this process's."""
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -97,6 +99,7 @@ class Server:
             self.command(),
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=self.env,
             # Pinned to one core, so that the server cannot borrow the load driver's core.
             preexec_fn=lambda: os.sched_setaffinity(0, {core}),
         )

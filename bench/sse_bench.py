@@ -1,6 +1,7 @@
 """SSE throughput: items per second of one 100,000-item stream from a real uvicorn server.
 
-Usage: .venv/bin/python bench/sse_bench.py [--items N] [--rounds R]
+Usage: .venv/bin/python bench/sse_bench.py [--items N] [--rounds R] [--tether-src PATH]
+                                           [--baseline-src PATH] [--save [--label NAME]]
 
 The server is a separate uvicorn process (one worker, uvloop + httptools) pinned to one core;
 this process is the client, pinned to the other core. The client reads the raw HTTP/1.1
@@ -9,11 +10,17 @@ limit: the client's own CPU time is printed next to the server's. Each round ope
 `GET /api/stream/numbers?n=N` and reads until the end of the chunked body; the stream is
 then checked (N data events, the last id is N, then `event: end`). Prints the median
 items/s over the rounds, and the server's CPU time per item. Target: >= 50,000 items/s.
+Each round also records how much of either core other processes took; a round where that
+is over 15% is CONTENDED and left out of the medians when some rounds are not. The run is
+written to bench/results/latest-sse.json, and with --save to a dated record. With
+--baseline-src, a second server runs the tether of another tree, and each round reads one
+stream from each, back to back.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import socket
 import statistics
@@ -22,6 +29,12 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+
+import record
+import tether_source
+from load import CONTENDED
+from servers import core_busy_seconds
 
 SERVER_CORE = 0
 CLIENT_CORE = 1
@@ -100,60 +113,159 @@ def check(response: bytes, items: int) -> None:
     assert b"event: end\ndata: null\n\n" in body
 
 
+def measure_round(port: int, pid: int, items: int, pinned: bool) -> dict[str, Any]:
+    """Read one stream of `items` items; return its rate and the CPU accounting of the window."""
+    cores = (SERVER_CORE, CLIENT_CORE) if pinned else ()
+    busy_before = [core_busy_seconds(core) for core in cores]
+    cpu_before = cpu_seconds(pid)
+    own_before = time.process_time()
+    started = time.perf_counter()
+    response = read_stream(port, items)
+    elapsed = time.perf_counter() - started
+    server_cpu = cpu_seconds(pid) - cpu_before
+    client_cpu = time.process_time() - own_before
+    busy = [core_busy_seconds(core) - b for core, b in zip(cores, busy_before, strict=True)]
+    check(response, items)
+    result = {
+        "items_per_s": items / elapsed,
+        "seconds": elapsed,
+        "server_cpu_s": server_cpu,
+        "client_cpu_s": client_cpu,
+        "other_load_on_server_core": 0.0,
+        "other_load_on_client_core": 0.0,
+    }
+    if pinned:
+        result["other_load_on_server_core"] = max(0.0, busy[0] - server_cpu) / elapsed
+        result["other_load_on_client_core"] = max(0.0, busy[1] - client_cpu) / elapsed
+    return result
+
+
+def start_server(env: dict[str, str], pinned: bool) -> tuple[subprocess.Popen[bytes], int]:
+    """Start one server process (tether from `env`'s PYTHONPATH); wait until it accepts."""
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)]
+    if pinned:
+        command = ["taskset", "-c", str(SERVER_CORE), *command]
+    server = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], env=env)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise SystemExit("the server did not start") from None
+            time.sleep(0.05)
+    check(read_stream(port, 1000), 1000)  # warm-up
+    return server, port
+
+
+def summarize(name: str, rounds: list[dict[str, Any]], items: int) -> dict[str, Any]:
+    """Print one server's median over its uncontended rounds (all, if none is); return it."""
+    contended = [
+        max(r["other_load_on_server_core"], r["other_load_on_client_core"]) > CONTENDED
+        for r in rounds
+    ]
+    used = [r for r, c in zip(rounds, contended, strict=True) if not c] or rounds
+    rate = statistics.median(r["items_per_s"] for r in used)
+    cpu_per_item = statistics.median(r["server_cpu_s"] for r in used) / items * 1e6
+    print(
+        f"  {name}: items/s (median): {rate:,.0f}   [rounds: "
+        + ", ".join(
+            f"{r['items_per_s']:,.0f}{' CONTENDED' if c else ''}"
+            for r, c in zip(rounds, contended, strict=True)
+        )
+        + "]"
+    )
+    print(
+        f"  {name}: {sum(contended)} of {len(rounds)} rounds CONTENDED (other processes took over "
+        f"{CONTENDED:.0%} of a core)"
+        + (": left out of the medians" if any(contended) and len(used) < len(rounds) else "")
+    )
+    print(
+        f"  {name}: server CPU per item: {cpu_per_item:.2f} us;"
+        f" client CPU per stream: {statistics.median(r['client_cpu_s'] for r in used):.3f} s"
+        f" (of {items / rate:.3f} s wall)"
+    )
+    return {
+        "items_per_s": rate,
+        "server_cpu_us_per_item": cpu_per_item,
+        "rounds_used": len(used),
+        "contended_rounds": sum(contended),
+        "rounds": rounds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--save", action="store_true", help="also write results/<date>-sse.json")
+    parser.add_argument("--label", default="", help="with --save: results/<date>-LABEL-sse.json")
+    tether_source.add_option(parser)
+    tether_source.add_baseline_option(parser)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
 
+    started = time.monotonic()
+    src = tether_source.src_dir(args.tether_src)
+    tether = tether_source.describe(src)
+    print(f"tether from {tether['package']} at {tether['revision']}")
+    envs = {"tether": tether_source.environment(src)}
+    baseline = None
+    if args.baseline_src is not None:
+        baseline_dir = tether_source.src_dir(args.baseline_src)
+        baseline = tether_source.describe(baseline_dir)
+        envs[args.baseline_label] = tether_source.environment(baseline_dir)
+        print(
+            f"baseline ({args.baseline_label}): tether from {baseline['package']} at "
+            f"{baseline['revision']}, each round measured right after tether's"
+        )
     cores = os.cpu_count() or 1
-    port = free_port()
-    root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)]
-    if cores > 1:
-        command = ["taskset", "-c", str(SERVER_CORE), *command]
+    pinned = cores > 1
+    if pinned:
         os.sched_setaffinity(0, {CLIENT_CORE})
-    server = subprocess.Popen(command, cwd=root)
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in envs}
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start") from None
-                time.sleep(0.05)
-        check(read_stream(port, 1000), 1000)  # warm-up
-        rates: list[float] = []
-        server_cpu: list[float] = []
-        client_cpu: list[float] = []
+        for name, env in envs.items():
+            servers[name] = start_server(env, pinned)
         for _ in range(args.rounds):
-            cpu_before = cpu_seconds(server.pid)
-            own_before = time.process_time()
-            started = time.perf_counter()
-            response = read_stream(port, args.items)
-            elapsed = time.perf_counter() - started
-            server_cpu.append(cpu_seconds(server.pid) - cpu_before)
-            client_cpu.append(time.process_time() - own_before)
-            check(response, args.items)
-            rates.append(args.items / elapsed)
+            for name, (server, port) in servers.items():
+                rounds[name].append(measure_round(port, server.pid, args.items, pinned))
     finally:
-        server.terminate()
-        server.wait(10)
-    rate = statistics.median(rates)
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(10)
     print(f"SSE: {args.items:,} items per stream, {args.rounds} rounds, {cores} cores")
-    print(f"  items/s (median): {rate:,.0f}   [rounds: {', '.join(f'{r:,.0f}' for r in rates)}]")
-    print(
-        f"  server CPU per item: {statistics.median(server_cpu) / args.items * 1e6:.2f} us;"
-        f" client CPU per stream: {statistics.median(client_cpu):.3f} s"
-        f" (of {args.items / rate:.3f} s wall)"
-    )
+    summaries = {name: summarize(name, found, args.items) for name, found in rounds.items()}
+    rate = summaries["tether"]["items_per_s"]
     print(f"  target >= 50,000 items/s: {'met' if rate >= 50_000 else 'NOT met'}")
+    if baseline is not None:
+        ours, theirs = summaries["tether"], summaries[args.baseline_label]
+        print(
+            f"  tether / {args.baseline_label}: items/s "
+            f"{ours['items_per_s'] / theirs['items_per_s']:.2f}x, server CPU per item "
+            f"{ours['server_cpu_us_per_item'] / theirs['server_cpu_us_per_item']:.2f}x"
+        )
+    report = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "tether_revision": tether["revision"],
+        "tether_source": tether,
+        "label": args.label,
+        "baseline_source": baseline,
+        "baseline_label": args.baseline_label if baseline else None,
+        "settings": {"items": args.items, "rounds": args.rounds, "cores": cores},
+        **summaries["tether"],
+        "baseline": summaries.get(args.baseline_label) if baseline else None,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    written = record.write(report, kind="sse", label=args.label, save=args.save)
+    print(f"\nwrote {', '.join(written)} ({report['elapsed_s']} s)")
 
 
 if __name__ == "__main__":

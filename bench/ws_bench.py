@@ -1,6 +1,8 @@
 """WebSocket envelope round trips: tether's `/api/ws` against fastapi-observable-socket.
 
 Run:  .venv/bin/python bench/ws_bench.py [--duration 5] [--warmup 1] [--rounds 3]
+                                          [--tether-src PATH] [--baseline-src PATH]
+                                          [--save [--label NAME]]
       (needs `pip install fastapi-observable-socket` in the same environment for the
       comparison; without it only tether is measured and the script says so).
 
@@ -22,13 +24,19 @@ means the server's core is saturated) and each client process's, and labels each
 "server-bound" when the server's core is >= 90% busy, "CLIENT-BOUND" when a client process
 is, and "neither" otherwise (another process competing for the server's core). A third
 server, a bare ASGI app that answers every message with a constant, shows uvicorn's own
-floor per round trip.
+floor per round trip: tether's ratio to it is printed beside its ratio to the peer. Each
+measurement also records how much of the server's core and of the clients' cores other
+processes took ("other"); a round where some server did not saturate its core is left out.
+With --baseline-src, a second tether (another source tree) is measured right after tether in
+every round, and tether's ratio to it is printed. The run is written to
+bench/results/latest-ws.json, and with --save to a dated record.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import multiprocessing
 import os
 import socket
@@ -38,6 +46,11 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import record
+import tether_source
+from load import CONTENDED
+from servers import core_busy_seconds
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 IN_FLIGHT = 64
@@ -106,6 +119,8 @@ def floor_app() -> Any:
 
 SERVERS = {
     "tether": (tether_app, "/api/ws"),
+    # The same app from the --baseline-src tree (its PYTHONPATH), measured only with that option.
+    "tether-baseline": (tether_app, "/api/ws"),
     "observable-socket": (observable_socket_app, "/ws"),
     "bare-asgi-floor": (floor_app, "/"),
 }
@@ -115,7 +130,7 @@ def serve(name: str, port: int) -> None:
     """Run one server (the `--serve` mode of this script)."""
     import uvicorn
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    # tether comes from PYTHONPATH, which measure() sets (see tether_source.py).
     factory, _ = SERVERS[name]
     uvicorn.run(
         factory(),
@@ -280,12 +295,18 @@ def client_process(
 
 
 def measure(
-    name: str, connections: int, processes: int, warmup: float, duration: float
+    name: str,
+    connections: int,
+    processes: int,
+    warmup: float,
+    duration: float,
+    env: dict[str, str],
 ) -> dict[str, Any]:
     """Start the server, load it, return round trips/s, server µs/rt and utilisations."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", name, "--port", str(port)],
+        env=env,
         preexec_fn=lambda: os.sched_setaffinity(0, {0}),
     )
     try:
@@ -316,10 +337,13 @@ def measure(
             process.start()
             pipes.append(receiver)
             clients.append(process)
+        client_cores = sorted({c for c in cores if c is not None})
         time.sleep(max(0.0, marks[0] - time.time()))
         server_start = cpu_seconds(server.pid)
+        busy_start = [core_busy_seconds(0), sum(map(core_busy_seconds, client_cores))]
         time.sleep(max(0.0, marks[1] - time.time()))
         server_end = cpu_seconds(server.pid)
+        busy_end = [core_busy_seconds(0), sum(map(core_busy_seconds, client_cores))]
         replies = 0
         client_cpu = []
         for receiver, process in zip(pipes, clients, strict=True):
@@ -332,11 +356,20 @@ def measure(
                 if b'"payload":{"sum":10}' not in sample or b'"status":200' not in sample:
                     raise RuntimeError(f"unexpected reply from {name}: {sample!r}")
         server_cpu = server_end - server_start
+        server_core_busy = busy_end[0] - busy_start[0]
+        client_cores_busy = busy_end[1] - busy_start[1]
         return {
             "round_trips_per_s": replies / duration,
             "server_us_per_rt": server_cpu / replies * 1e6 if replies else float("inf"),
             "server_utilisation": server_cpu / duration,
             "client_utilisation": client_cpu,
+            # Shares of a core taken by processes outside the benchmark (0 when unpinned).
+            "other_load_on_server_core": max(0.0, server_core_busy - server_cpu) / duration,
+            "other_load_on_client_cores": (
+                max(0.0, client_cores_busy - sum(client_cpu) * duration) / duration
+                if client_cores
+                else 0.0
+            ),
         }
     finally:
         server.terminate()
@@ -367,6 +400,93 @@ def available(name: str) -> str | None:
     return None
 
 
+def ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, float]:
+    """tether over another server: ratios of the medians, and medians of per-round ratios.
+
+    Each round measures every server back to back, so the median of the per-round ratios is
+    less sensitive to drift in the machine's load than the ratio of the medians.
+    """
+    pairs = list(zip(ours, theirs, strict=True))
+    return {
+        "round_trips": statistics.median(r["round_trips_per_s"] for r in ours)
+        / statistics.median(r["round_trips_per_s"] for r in theirs),
+        "server_cpu_per_rt": statistics.median(r["server_us_per_rt"] for r in ours)
+        / statistics.median(r["server_us_per_rt"] for r in theirs),
+        "per_round_round_trips": statistics.median(
+            a["round_trips_per_s"] / b["round_trips_per_s"] for a, b in pairs
+        ),
+        "per_round_server_cpu_per_rt": statistics.median(
+            a["server_us_per_rt"] / b["server_us_per_rt"] for a, b in pairs
+        ),
+    }
+
+
+def summarize(
+    label: str,
+    rounds: int,
+    names: list[str],
+    results: dict[tuple[str, str], list[dict[str, Any]]],
+    baseline_label: str = "before",
+) -> dict[str, Any]:
+    """Print one scenario's medians and tether's ratios to the peer and the floor; return them."""
+    # A round where some server did not saturate its core was disturbed by other load on that
+    # core: its figures (and its ratios) are left out, and counted.
+    clean = [
+        index
+        for index in range(rounds)
+        if all(results[(name, label)][index]["server_utilisation"] >= 0.9 for name in names)
+    ]
+    contended = sum(
+        max(r["other_load_on_server_core"], r["other_load_on_client_cores"]) > CONTENDED
+        for name in names
+        for r in results[(name, label)]
+    )
+    print(
+        f"  {label}: {len(clean)} of {rounds} rounds clean; {contended} of "
+        f"{rounds * len(names)} measurements had other processes take over {CONTENDED:.0%} "
+        "of a core"
+    )
+    summary: dict[str, Any] = {"clean_rounds": clean, "contended_measurements": contended}
+    if not clean:
+        # As bench/run.py does: the figures then rest on every round, and say so.
+        print(f"  WARNING {label}: no clean round; medians over all {rounds}: treat with care")
+    used = {
+        name: [results[(name, label)][index] for index in clean or range(rounds)] for name in names
+    }
+    summary["medians"] = {}
+    for name in names:
+        rt = statistics.median(r["round_trips_per_s"] for r in used[name])
+        cpu = statistics.median(r["server_us_per_rt"] for r in used[name])
+        summary["medians"][name] = {"round_trips_per_s": rt, "server_us_per_rt": cpu}
+        print(f"  {name:18} {label:30} {rt:9.0f} rt/s {cpu:6.1f} µs/rt (server CPU)")
+    if "observable-socket" in used:
+        peer = summary["peer_ratios"] = ratios(used["tether"], used["observable-socket"])
+        print(
+            f"  ratio {label}: round trips {peer['round_trips']:.2f}x (target >= 1.5x),"
+            f" server CPU per rt {peer['server_cpu_per_rt']:.2f} (target <= 0.67)"
+        )
+        print(
+            f"  per-round ratios, median: round trips {peer['per_round_round_trips']:.2f}x,"
+            f" server CPU per rt {peer['per_round_server_cpu_per_rt']:.2f}"
+        )
+    if "tether-baseline" in used:
+        base = summary["baseline_ratios"] = ratios(used["tether"], used["tether-baseline"])
+        print(
+            f"  {baseline_label} {label}: tether / {baseline_label}: round trips "
+            f"{base['round_trips']:.2f}x, server CPU per rt {base['server_cpu_per_rt']:.2f}x"
+            f" (per-round medians {base['per_round_round_trips']:.2f}x,"
+            f" {base['per_round_server_cpu_per_rt']:.2f}x)"
+        )
+    floor = summary["floor_ratios"] = ratios(used["tether"], used["bare-asgi-floor"])
+    print(
+        f"  floor {label}: tether / bare ASGI echo: round trips {floor['round_trips']:.2f}x,"
+        f" server CPU per rt {floor['server_cpu_per_rt']:.2f}x"
+        f" (per-round medians {floor['per_round_round_trips']:.2f}x,"
+        f" {floor['per_round_server_cpu_per_rt']:.2f}x)"
+    )
+    return summary
+
+
 def main() -> None:
     """Measure every scenario in interleaved rounds and print medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -375,11 +495,34 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--save", action="store_true", help="also write results/<date>-ws.json")
+    parser.add_argument("--label", default="", help="with --save: results/<date>-LABEL-ws.json")
+    tether_source.add_option(parser)
+    tether_source.add_baseline_option(parser)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port)
         return
-    names = [name for name in SERVERS if available(name) is None]
+    started = time.monotonic()
+    src = tether_source.src_dir(args.tether_src)
+    tether = tether_source.describe(src)
+    env = tether_source.environment(src)
+    print(f"tether from {tether['package']} at {tether['revision']}")
+    envs = dict.fromkeys(SERVERS, env)
+    baseline = None
+    if args.baseline_src is not None:
+        baseline_dir = tether_source.src_dir(args.baseline_src)
+        baseline = tether_source.describe(baseline_dir)
+        envs["tether-baseline"] = tether_source.environment(baseline_dir)
+        print(
+            f"baseline ({args.baseline_label}): tether from {baseline['package']} at "
+            f"{baseline['revision']}, measured right after tether"
+        )
+    names = [
+        name
+        for name in SERVERS
+        if available(name) is None and (baseline is not None or name != "tether-baseline")
+    ]
     for name in SERVERS:
         reason = available(name)
         if reason:
@@ -389,64 +532,51 @@ def main() -> None:
     for round_index in range(args.rounds):
         for label, connections, processes in scenarios:
             for name in names:
-                result = measure(name, connections, processes, args.warmup, args.duration)
+                result = measure(
+                    name, connections, processes, args.warmup, args.duration, envs[name]
+                )
                 results.setdefault((name, label), []).append(result)
-                bound = bottleneck(result)
                 print(
                     f"round {round_index + 1} {name:18} {label:30}"
                     f" {result['round_trips_per_s']:9.0f} rt/s"
                     f" {result['server_us_per_rt']:6.1f} µs/rt"
                     f"  server cpu {result['server_utilisation']:.2f}"
                     f"  clients cpu {', '.join(f'{c:.2f}' for c in result['client_utilisation'])}"
-                    f"  {bound}",
+                    f"  other {result['other_load_on_server_core']:.0%}"
+                    f"/{result['other_load_on_client_cores']:.0%}"
+                    f"  {bottleneck(result)}",
                     flush=True,
                 )
     print("\nmedians (rounds in which every server's core was saturated):")
-    for label, _, _ in scenarios:
-        # A round where some server did not saturate its core was disturbed by other load
-        # on that core: its figures (and its ratios) are left out, and counted.
-        clean = [
-            index
-            for index in range(args.rounds)
-            if all(results[(name, label)][index]["server_utilisation"] >= 0.9 for name in names)
-        ]
-        print(f"  {label}: {len(clean)} of {args.rounds} rounds clean")
-        if not clean:
-            continue
-        for name in names:
-            results[(name, label)] = [results[(name, label)][index] for index in clean]
-        medians = {}
-        for name in names:
-            runs = results[(name, label)]
-            medians[name] = (
-                statistics.median(r["round_trips_per_s"] for r in runs),
-                statistics.median(r["server_us_per_rt"] for r in runs),
-            )
-            print(
-                f"  {name:18} {label:30} {medians[name][0]:9.0f} rt/s"
-                f" {medians[name][1]:6.1f} µs/rt (server CPU)"
-            )
-        if "observable-socket" in medians:
-            ours, theirs = medians["tether"], medians["observable-socket"]
-            print(
-                f"  ratio {label}: round trips {ours[0] / theirs[0]:.2f}x (target >= 1.5x),"
-                f" server CPU per rt {ours[1] / theirs[1]:.2f} (target <= 0.67)"
-            )
-            # Each round measures both servers back to back: the median of the per-round
-            # ratios is less sensitive to drift in the machine's load than a ratio of medians.
-            pairs = list(
-                zip(results[("tether", label)], results[("observable-socket", label)], strict=True)
-            )
-            rt_ratio = statistics.median(
-                a["round_trips_per_s"] / b["round_trips_per_s"] for a, b in pairs
-            )
-            cpu_ratio = statistics.median(
-                a["server_us_per_rt"] / b["server_us_per_rt"] for a, b in pairs
-            )
-            print(
-                f"  per-round ratios, median: round trips {rt_ratio:.2f}x,"
-                f" server CPU per rt {cpu_ratio:.2f}"
-            )
+    summaries = {
+        label: summarize(label, args.rounds, names, results, args.baseline_label)
+        for label, _, _ in scenarios
+    }
+    report = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "tether_revision": tether["revision"],
+        "tether_source": tether,
+        "label": args.label,
+        "baseline_source": baseline,
+        "baseline_label": args.baseline_label if baseline else None,
+        "settings": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "in_flight": IN_FLIGHT,
+        },
+        "servers": names,
+        "scenarios": {
+            label: {
+                **summaries[label],
+                "rounds": {name: results[(name, label)] for name in names},
+            }
+            for label, _, _ in scenarios
+        },
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    written = record.write(report, kind="ws", label=args.label, save=args.save)
+    print(f"\nwrote {', '.join(written)} ({report['elapsed_s']} s)")
 
 
 if __name__ == "__main__":
