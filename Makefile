@@ -51,10 +51,12 @@ $(LOWEST_STAMP): pyproject.toml
 test-lowest: $(LOWEST_STAMP) $(SYSTEM_STAMP) $(NODE_STAMPS)
 	$(LOWEST)/bin/python -m pytest -q --no-cov
 
+# lint-imports checks the layers (contracts in pyproject.toml; docs/architecture.md).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The README's install in a fresh venv with only '.[server]': serves the quickstart app under
 # uvicorn and calls it over HTTP, JSON-RPC, WebSocket and SSE (needs no .venv: it makes its own).

@@ -21,9 +21,10 @@ from tether import (
     Unauthorized,
     ValidationFailed,
 )
+from tether._compile import compile_operation
 from tether.context import in_process_scope
 from tether.invoke import Invoker
-from tether.operation import compile_operation, get_spec
+from tether.operation import get_spec
 
 per_transport = pytest.mark.parametrize("transport", TRANSPORTS)
 

@@ -16,15 +16,15 @@ from tether import (
     query,
     stream,
 )
+from tether._compile import compile_operation
+from tether._encoding import ResultEncoder
+from tether._introspect import stream_item_type
 from tether.operation import (
     Operation,
     OperationSpec,
-    ResultEncoder,
-    compile_operation,
     get_spec,
     model_name,
     operation,
-    stream_item_type,
 )
 
 

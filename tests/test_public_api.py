@@ -77,3 +77,19 @@ def test_every_public_module_declares_its_names(name: str) -> None:
     assert len(set(names)) == len(names)
     for attribute in names:
         assert hasattr(module, attribute), f"{name}.__all__ names missing {attribute!r}"
+
+
+def test_transports_package_exports_what_it_imports() -> None:
+    import tether.transport
+    import tether.transports
+
+    public = {
+        name
+        for name, value in vars(tether.transports).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+    }
+    assert set(tether.transports.__all__) == public
+    for name in ("HttpTransport", "JsonRpcTransport", "SseTransport", "WebSocketTransport"):
+        assert name in tether.transports.__all__
+    # One protocol, owned by the core; the transports package re-exports it.
+    assert tether.transports.Transport is tether.transport.Transport

@@ -994,3 +994,42 @@ async def test_an_init_override_behaves_the_same_in_unit_tests_and_in_calls() ->
     api = Tether()
     api.include(Counter)
     assert await api.call("counter.count", {"n": 1}) == "n=1"
+
+
+def test_compile_service_takes_the_including_tethers_settings() -> None:
+    from tether.services import compile_service, service_table
+
+    def tether_level() -> None:
+        pass
+
+    def guard() -> None:
+        pass
+
+    class Things(Service, guards=[guard], tags=["things"]):
+        @query
+        def get(self, id: int) -> int:
+            return id
+
+        @query(strict=False)
+        def loose(self, id: int) -> int:
+            return id
+
+    class Base(Service, abstract=True):
+        pass
+
+    table = service_table(Things)
+    assert table is not None
+    ops = compile_service(
+        Things, table, dependencies=[Depends(tether_level)], tags=["api"], strict=True
+    )
+    get, loose = ops
+    assert (get.name, loose.name) == ("things.get", "things.loose")
+    assert get.tags == ("api", "things")
+    assert (get.strict, loose.strict) == (True, False)
+    assert get.plan is not None
+    # The Tether's dependencies first, then the service's guards.
+    assert [d.dependency for d in get.plan.dependencies] == [tether_level, guard]
+    base = service_table(Base)
+    assert base is not None
+    with pytest.raises(ConfigurationError, match="abstract"):
+        compile_service(Base, base)

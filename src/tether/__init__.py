@@ -1,4 +1,9 @@
-"""tether: typed Python functions, callable over HTTP, JSON-RPC, WebSocket and SSE, on FastAPI."""
+"""tether: typed Python functions, callable over HTTP, JSON-RPC, WebSocket and SSE, on FastAPI.
+
+This module is the public API and the composition root: the only module that joins the
+core (`Tether`, operations, the invoker) to the transports, by installing the factory of
+the transports `Tether.mount` uses when it is given none.
+"""
 
 from .context import CallContext as CallContext
 from .dependencies import PerBatch as PerBatch, PerConnection as PerConnection
@@ -28,6 +33,7 @@ from .operation import (
 )
 from .registry import Tether as Tether
 from .services import Service as Service
+from .transport import Transport as _Transport, install_default_transports as _install_defaults
 
 __all__ = (
     "BadRequest",
@@ -56,3 +62,14 @@ __all__ = (
     "query",
     "stream",
 )
+
+
+def _default_transports() -> list[_Transport]:
+    # Imported on the first mount rather than here: `import tether` stays as light as the
+    # core, and the core itself never imports a transport.
+    from .transports import default_transports
+
+    return default_transports()
+
+
+_install_defaults(_default_transports)

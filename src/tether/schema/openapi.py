@@ -156,6 +156,40 @@ def documentation_routes(
         "openapi_extra": {"x-tether": tether_extension(op)},
         **route_options,
     }
+    routes = [_post_route(op, url, endpoint, dependency_params, operation_id, common)]
+    if with_get and op.query_shape is not None:
+        get_params = list(dependency_params)
+        for field_name, field in op.input_model.model_fields.items():
+            name = op.renamed.get(field_name, field_name)
+            get_params.append(
+                inspect.Parameter(
+                    name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    annotation=field.annotation,
+                    default=_query_parameter(field, name),
+                )
+            )
+        routes.append(
+            DocumentationRoute(
+                url,
+                endpoint(get_params),
+                methods=["GET"],
+                operation_id=get_operation_id or f"{operation_id}__get",
+                **common,
+            )
+        )
+    return routes
+
+
+def _post_route(
+    op: Operation,
+    url: str,
+    endpoint: Callable[[list[inspect.Parameter]], Any],
+    dependency_params: list[inspect.Parameter],
+    operation_id: str,
+    common: dict[str, Any],
+) -> DocumentationRoute:
+    """The POST route: the dependencies, then the input model as a required JSON body."""
     post_params = list(dependency_params)
     # Every POST carries a JSON body, `{}` when there is no input: without a JSON
     # Content-Type the transports answer 415, so the body is documented as required.
@@ -179,30 +213,6 @@ def documentation_routes(
             " not application/json",
         }
         post_options["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))
-    routes = [
-        DocumentationRoute(
-            url, endpoint(post_params), methods=["POST"], operation_id=operation_id, **post_options
-        )
-    ]
-    if with_get and op.query_shape is not None:
-        get_params = list(dependency_params)
-        for field_name, field in op.input_model.model_fields.items():
-            name = op.renamed.get(field_name, field_name)
-            get_params.append(
-                inspect.Parameter(
-                    name,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    annotation=field.annotation,
-                    default=_query_parameter(field, name),
-                )
-            )
-        routes.append(
-            DocumentationRoute(
-                url,
-                endpoint(get_params),
-                methods=["GET"],
-                operation_id=get_operation_id or f"{operation_id}__get",
-                **common,
-            )
-        )
-    return routes
+    return DocumentationRoute(
+        url, endpoint(post_params), methods=["POST"], operation_id=operation_id, **post_options
+    )

@@ -1,14 +1,25 @@
-"""Transports: thin adapters between a wire format and the invoker."""
+"""Transports: thin adapters between a wire format and the invoker.
+
+Each public module serves one wire and imports no other (shared code lives in the private
+`_*.py` modules); `default_transports` is what `Tether.mount` mounts when given none.
+"""
 
 from __future__ import annotations
 
-from .base import Transport
-from .http import HttpTransport
-from .jsonrpc import JsonRpcTransport
-from .sse import SseTransport
-from .websocket import WebSocketTransport
+from .base import Transport as Transport
+from .http import HttpTransport as HttpTransport
+from .jsonrpc import JsonRpcTransport as JsonRpcTransport
+from .sse import SseTransport as SseTransport
+from .websocket import WebSocketTransport as WebSocketTransport
 
-__all__ = ("HttpTransport", "JsonRpcTransport", "Transport", "default_transports")
+__all__ = (
+    "HttpTransport",
+    "JsonRpcTransport",
+    "SseTransport",
+    "Transport",
+    "WebSocketTransport",
+    "default_transports",
+)
 
 
 def default_transports() -> list[Transport]:

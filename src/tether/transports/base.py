@@ -1,27 +1,11 @@
-"""The Transport protocol: a thin adapter from one wire format to the invoker and back."""
+"""The Transport protocol, as transports import it: it lives in the core (`tether.transport`).
+
+The core owns the protocol so that it never has to import this package; a transport
+module imports it from here or from `tether.transport`, which is the same class.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from ..operation import Operation
-    from ..registry import Tether
+from ..transport import Transport as Transport
 
 __all__ = ("Transport",)
-
-
-class Transport(Protocol):
-    """A wire adapter between one wire format and the invoker.
-
-    It decodes a request into (context, operation, params), awaits the invoker and encodes
-    the outcome; it never validates, solves dependencies or checks auth itself.
-    """
-
-    def attach(self, api: Tether, app: FastAPI) -> None:
-        """Add this transport's routes (and documentation routes) to `app`."""
-
-    def operation_added(self, op: Operation) -> None:
-        """Learn of an operation registered after `attach` (for its documentation)."""
