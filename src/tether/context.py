@@ -67,9 +67,10 @@ class CallContext:
         self.user: Any = None
         """The user resolved by the `Tether(user=...)` dependency, once auth has run."""
         self.background: BackgroundTasks | None = None
-        """Background tasks the call's dependencies scheduled, for the transport to run."""
+        """Background tasks the call's dependencies scheduled (the outcome runs them)."""
         self.response: Response | None = None
-        """The `Response` dependencies may have set headers, cookies or a status on."""
+        """The `Response` dependencies may have set headers, cookies or a status on; the
+        invoker copies them, filtered, into the call's `Outcome`."""
         self.state: dict[str, Any] = {}
         """Free-form per-call storage for extensions."""
 

@@ -6,7 +6,11 @@ An operation's parameters split in two. Those marked for FastAPI (`Depends`, `Se
 The dependencies, together with the Tether-level ones and the user resolver, are compiled
 once into a FastAPI `Dependant` over a synthetic signature, and solved per call by
 FastAPI's own `solve_dependencies`, so overrides, caching, scopes and yield
-dependencies behave exactly as they do on a FastAPI route.
+dependencies behave as they do on a FastAPI route: a yield dependency of the default
+scope closes after the answer is sent and the background tasks have run (one of the
+function scope, `Depends(scope="function")`, as soon as the function returns), and one
+whose call failed closes first, seeing the exception (see outcome.py; a JSON-RPC batch
+item is the one documented exception).
 
 A dependency may only read what every transport can give it: headers, cookies, the
 `Request` (or `WebSocket`), the `Response`, background tasks, security scopes and other
@@ -25,13 +29,14 @@ from typing import Annotated, Any, get_args, get_origin
 from fastapi import Depends, params
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_dependant, get_typed_signature, solve_dependencies
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import SecurityScopes
 from starlette.background import BackgroundTasks
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from .errors import ConfigurationError, ValidationFailed
+from .errors import ConfigurationError
 
 __all__ = (
     "USER_KEY",
@@ -350,7 +355,8 @@ class DependencyPlan:
         removed from the returned values and passed to `gatekeeper`.
 
         Raises:
-            ValidationFailed: a `Header`, `Cookie` or sub-dependency parameter did not validate.
+            RequestValidationError: a `Header`, `Cookie` or sub-dependency parameter did not
+                validate (FastAPI's exception; the invoker answers it as `ValidationFailed`).
         """
         stack = request.scope["fastapi_inner_astack"]
         values: dict[str, Any] = {}
@@ -371,7 +377,9 @@ class DependencyPlan:
                 embed_body_fields=False,
             )
             if solved.errors:
-                raise ValidationFailed.from_errors(solved.errors)
+                # FastAPI's own exception, as on a route: an `except RequestValidationError`
+                # in a yield dependency matches it. The invoker maps it to ValidationFailed.
+                raise RequestValidationError(solved.errors)
             values.update(solved.values)
             response = solved.response
             background = solved.background_tasks

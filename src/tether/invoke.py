@@ -1,7 +1,8 @@
-"""The invoker: every call on every transport runs through `Invoker.call`.
+"""The invoker: every call on every transport runs through `Invoker.run`, into an `Outcome`.
 
 validate -> solve dependencies -> check auth -> run -> encode, once, here. Transports
-never validate, solve dependencies or check auth themselves.
+never validate, solve dependencies or check auth themselves: they render the outcome and
+await its `finish()` (see outcome.py for the after-call order).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.exceptions import HTTPException
 from .auth import check_auth
 from .dependencies import DependencyPlan, scope_with_stacks
 from .errors import BadRequest, InternalError, TetherError, ValidationFailed, error_for_status
+from .outcome import Outcome, response_headers
 
 if TYPE_CHECKING:
     from .context import CallContext
@@ -46,23 +48,23 @@ class Invoker:
         """Object whose `dependency_overrides` apply (the FastAPI app tether is mounted on)."""
         self._shared_plans: dict[tuple[params.Depends, ...], DependencyPlan] = {}
 
-    async def call(
+    async def run(
         self,
         ctx: CallContext,
         op: Operation,
         params: Params,
-        *,
         encode: bool = False,
+        *,
         dependency_cache: dict[Any, Any] | None = None,
-    ) -> Any:
-        """Run `op` for `ctx` with `params`; return its result (JSON bytes when `encode`).
+    ) -> Outcome:
+        """Run `op` for `ctx` with `params`; return its `Outcome` (never raising a TetherError).
 
-        `dependency_cache` pre-seeds FastAPI's per-call cache; transports use it to share
-        dependencies solved once per batch or per connection.
-
-        Raises:
-            TetherError: every failure, already mapped; unexpected exceptions become
-                `InternalError` and are logged once.
+        The result is JSON bytes when `encode`. `dependency_cache` pre-seeds FastAPI's
+        per-call cache; transports use it to share dependencies solved once per batch or
+        per connection. On success the yield dependencies are still open: the transport
+        sends the answer, then awaits `outcome.finish()` in this same task. On failure
+        they are already closed (they saw the operation's exception) and `outcome.error`
+        is the mapped error; unexpected exceptions become `InternalError`, logged once.
         """
         try:
             if op.plan is None and op.kind != "stream":
@@ -73,15 +75,40 @@ class Invoker:
                     result = await op.func(**kwargs)
                 else:
                     result = await self._run(op, kwargs)
-                return op.encoder.to_json(result) if encode else result
+                return Outcome(op.name, op.encoder.to_json(result) if encode else result)
             if op.kind == "stream":
                 raise BadRequest(
                     f"{op.name} is a stream: read it with SSE or a WebSocket subscription",
                     details={"operation": op.name, "kind": "stream"},
                 )
-            return await self._call_with_dependencies(ctx, op, params, encode, dependency_cache)
         except Exception as exc:
-            raise self.map_exception(exc, op.name) from None
+            return Outcome.failed(op.name, self.map_exception(exc, op.name))
+        return await self._run_with_dependencies(ctx, op, params, encode, dependency_cache)
+
+    async def call(
+        self,
+        ctx: CallContext,
+        op: Operation,
+        params: Params,
+        *,
+        encode: bool = False,
+        dependency_cache: dict[Any, Any] | None = None,
+    ) -> Any:
+        """Run `op` to its end (background tasks and teardown included); return its result.
+
+        The in-process form of `run`: what a transport does after sending is done before
+        returning.
+
+        Raises:
+            TetherError: every failure, already mapped; unexpected exceptions become
+                `InternalError` and are logged once.
+        """
+        outcome = await self.run(ctx, op, params, encode=encode, dependency_cache=dependency_cache)
+        if outcome.pending:
+            await outcome.finish()
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.result
 
     def stream(
         self,
@@ -145,29 +172,54 @@ class Invoker:
             kwargs[name] = values[name]
         return kwargs
 
-    async def _call_with_dependencies(
+    async def _run_with_dependencies(
         self,
         ctx: CallContext,
         op: Operation,
         params: Params,
         encode: bool,
         dependency_cache: dict[Any, Any] | None,
-    ) -> Any:
+    ) -> Outcome:
+        # Two stacks, as on a FastAPI route: the function stack (`Depends(scope="function")`)
+        # closes as soon as the function returns; the request stack (the default scope)
+        # stays open in the outcome until the answer is sent and the background tasks ran.
+        # The transport closes it in this task.
+        inner = AsyncExitStack()
         result = _NO_RESULT
-        # Both stacks are entered and closed in this task; yield dependencies see the
-        # operation's exception, and their teardown runs before the transport replies.
-        async with AsyncExitStack() as inner, AsyncExitStack() as function_stack:
-            kwargs = await self.prepare(ctx, op, params, inner, function_stack, dependency_cache)
-            result = await self._run(op, kwargs)
-            if encode:
-                # Encode inside the dependency scope: lazy ORM attributes still load.
-                result = op.encoder.to_json(result)
+        try:
+            async with AsyncExitStack() as function_stack:
+                kwargs = await self.prepare(
+                    ctx, op, params, inner, function_stack, dependency_cache
+                )
+                result = await self._run(op, kwargs)
+                if encode:
+                    # Encode inside the dependency scope: lazy ORM attributes still load.
+                    result = op.encoder.to_json(result)
+        except Exception as exc:
+            return await self._failed(op, inner, exc)
+        except BaseException as exc:  # cancelled: close the dependencies, and go on
+            await inner.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         if result is _NO_RESULT:
-            raise RuntimeError(
-                f"a yield dependency of {op.name!r} swallowed the operation's exception;"
-                " re-raise it after handling"
-            )
-        return result
+            return await self._failed(op, inner, _swallowed(op))
+        response = ctx.response
+        return Outcome(
+            op.name,
+            result,
+            status=response.status_code if response is not None else None,
+            headers=response_headers(response),
+            background=ctx.background,
+            stack=inner,
+        )
+
+    async def _failed(self, op: Operation, inner: AsyncExitStack, exc: Exception) -> Outcome:
+        """Close the dependencies with the operation's exception, then map what is left."""
+        try:
+            if await inner.__aexit__(type(exc), exc, exc.__traceback__):
+                exc = _swallowed(op)
+        except Exception as raised:  # a teardown raised its own: that one is answered
+            exc = raised
+        return Outcome.failed(op.name, self.map_exception(exc, op.name))
 
     async def solve_shared(
         self,
@@ -229,6 +281,13 @@ class Invoker:
         return InternalError()
 
 
+def _swallowed(op: Operation) -> RuntimeError:
+    return RuntimeError(
+        f"a yield dependency of {op.name!r} swallowed the operation's exception;"
+        " re-raise it after handling"
+    )
+
+
 _DONE: Any = object()
 
 
@@ -240,6 +299,7 @@ class OperationStream:
         "_dependency_cache",
         "_encode",
         "_failure",
+        "_function_stack",
         "_generator",
         "_invoker",
         "_op",
@@ -262,7 +322,8 @@ class OperationStream:
         self._params = params
         self._encode = encode
         self._dependency_cache = dependency_cache
-        self._stack = AsyncExitStack()
+        self._stack = AsyncExitStack()  # the request scope (the default)
+        self._function_stack = AsyncExitStack()  # `Depends(scope="function")`
         self._generator: Any = None
         self._failure: BaseException | None = None
 
@@ -277,14 +338,17 @@ class OperationStream:
             if op.plan is None:
                 kwargs = op.bind(self._params)
             else:
-                inner = await self._stack.enter_async_context(AsyncExitStack())
-                function_stack = await self._stack.enter_async_context(AsyncExitStack())
                 kwargs = await self._invoker.prepare(
-                    self._ctx, op, self._params, inner, function_stack, self._dependency_cache
+                    self._ctx,
+                    op,
+                    self._params,
+                    self._stack,
+                    self._function_stack,
+                    self._dependency_cache,
                 )
             self._generator = op.func(**kwargs)
         except BaseException as exc:
-            await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
+            await self._close(type(exc), exc, exc.__traceback__)
             if isinstance(exc, Exception):
                 raise self._invoker.map_exception(exc, op.name) from None
             raise
@@ -309,7 +373,25 @@ class OperationStream:
             self._failure = exc
             raise self._invoker.map_exception(exc, op.name) from None
 
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Headers a `Response` dependency set (filtered as for a call), once entered."""
+        return response_headers(self._ctx.response)
+
+    @property
+    def status(self) -> int | None:
+        """The status a `Response` dependency set, once entered (None: the default)."""
+        response = self._ctx.response
+        return response.status_code if response is not None else None
+
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool | None:
+        """Close the generator, then do the after-call work of the stream's outcome.
+
+        A stream that ended well (the transport has sent its end) runs its background
+        tasks, then closes its yield dependencies; a teardown error is logged, not raised.
+        A stream that failed closes its dependencies with its own exception (which they
+        see) and runs no background task; a teardown error then raises, mapped.
+        """
         generator = self._generator
         self._generator = None
         try:
@@ -321,9 +403,26 @@ class OperationStream:
                     # not at garbage collection.
                     with CancelScope(shield=True):
                         await to_thread.run_sync(generator.close)
-        finally:
-            if self._failure is not None and isinstance(exc, TetherError):
-                # Yield dependencies see the operation's own exception, not its mapping.
-                exc, exc_type, tb = self._failure, type(self._failure), self._failure.__traceback__
-            await self._stack.__aexit__(exc_type, exc, tb)
+        except BaseException as failure:
+            if exc is None:
+                exc, exc_type, tb = failure, type(failure), failure.__traceback__
+            await self._close(exc_type, exc, tb)
+            raise
+        if exc is None:
+            await self._function_stack.aclose()
+            ctx = self._ctx
+            await Outcome(self._op.name, background=ctx.background, stack=self._stack).finish()
+            return None
+        await self._close(exc_type, exc, tb)
         return None
+
+    async def _close(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self._failure is not None and isinstance(exc, TetherError):
+            # Yield dependencies see the operation's own exception, not its mapping.
+            exc, exc_type, tb = self._failure, type(self._failure), self._failure.__traceback__
+        try:
+            await self._function_stack.__aexit__(exc_type, exc, tb)
+        except BaseException as raised:
+            await self._stack.__aexit__(type(raised), raised, raised.__traceback__)
+            raise
+        await self._stack.__aexit__(exc_type, exc, tb)

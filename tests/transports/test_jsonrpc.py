@@ -380,7 +380,8 @@ class TestNotifications:
         assert response.status_code == 204
         assert response.content == b""
         assert "content-type" not in response.headers
-        assert log == ["open", "run 1 with r", "close", "background"]
+        # FastAPI's order: the background task, then the teardown (issue 10).
+        assert log == ["open", "run 1 with r", "background", "close"]
 
     async def test_a_failing_notification_answers_nothing(self) -> None:
         calls: list[int] = []
@@ -436,7 +437,7 @@ class TestNotifications:
                 )
         assert [item["result"] for item in body] == [None, None]
         assert log == ["done"]
-        assert "a background task of a JSON-RPC call failed" in caplog.text
+        assert "a background task of operation 'schedule' failed" in caplog.text
 
 
 # -- batches ----------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ async def test_background_tasks_of_streams_run_and_failures_are_logged(
             assert (await ws.call({"uuid": 2, "route": "flaky"}))["payload"] == "ok"
             await ws.nothing_pending()
     assert done == ["after stream"]
-    assert "a background task of a WebSocket call failed" in caplog.text
+    assert "a background task of operation 'flaky' failed" in caplog.text
 
 
 @pytest.mark.parametrize(

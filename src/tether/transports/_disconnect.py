@@ -19,7 +19,7 @@ scope would cancel the teardown's awaits too). On trio, an anyio cancel scope do
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -33,11 +33,24 @@ __all__ = ("run_unless_disconnected",)
 T = TypeVar("T")
 
 
-async def run_unless_disconnected(receive: Receive, call: Awaitable[T]) -> T:
+Hook = Callable[[T], Awaitable[None]]
+
+
+async def run_unless_disconnected(
+    receive: Receive,
+    call: Awaitable[T],
+    *,
+    settle: Hook[T] | None = None,
+    abandon: Hook[T] | None = None,
+) -> T:
     """Await `call`; if the client disconnects first, cancel it.
 
     Call it once the request's body has been read whole: the watcher consumes what
-    `receive()` returns.
+    `receive()` returns. For a call whose result has after-call work (an `Outcome`):
+    `abandon(result)` does that work when the call finished but its client had left;
+    `settle(result)` runs on trio only, inside the cancel scope that watches the call,
+    which the yield dependencies the call entered must not outlive (FastAPI enters a
+    cancel scope of its own for them): there they close before the answer is sent.
 
     Raises:
         ClientDisconnected: the client went away; the call was cancelled (or, if it
@@ -46,7 +59,7 @@ async def run_unless_disconnected(receive: Receive, call: Awaitable[T]) -> T:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # another event loop (trio)
-        return await _run_with_anyio(receive, call)
+        return await _run_with_anyio(receive, call, settle, abandon)
     # A call that finishes without waiting (most do) needs no watch: its first step runs
     # inline, and only one that waits gets a watcher task.
     result, waiting = first_step(call)
@@ -72,6 +85,8 @@ async def run_unless_disconnected(receive: Receive, call: Awaitable[T]) -> T:
     if watch.fired:
         # The call swallowed the cancellation and finished anyway; nobody is there.
         task.uncancel()
+        if abandon is not None:
+            await abandon(result)
         raise ClientDisconnected()
     return result  # type: ignore[no-any-return]
 
@@ -112,7 +127,9 @@ class _Watch:
             self.watcher = None
 
 
-async def _run_with_anyio(receive: Receive, call: Awaitable[T]) -> T:
+async def _run_with_anyio(
+    receive: Receive, call: Awaitable[T], settle: Hook[T] | None, abandon: Hook[T] | None
+) -> T:
     gone = False
 
     async def watch(scope: anyio.CancelScope) -> None:
@@ -128,9 +145,14 @@ async def _run_with_anyio(receive: Receive, call: Awaitable[T]) -> T:
         group.start_soon(watch, group.cancel_scope)
         try:
             results.append(await call)
+            if settle is not None:
+                with anyio.CancelScope(shield=True):
+                    await settle(results[0])
         except Exception as exc:  # raised after the group: not wrapped in an ExceptionGroup
             failure = exc
         group.cancel_scope.cancel()
+    if gone and results and abandon is not None:
+        await abandon(results[0])
     if gone or (not results and failure is None):
         raise ClientDisconnected()
     if failure is not None:

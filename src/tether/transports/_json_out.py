@@ -8,11 +8,14 @@ id, a uuid, a subscription key) may be such an integer, so it is encoded here.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-__all__ = ("dumps",)
+if TYPE_CHECKING:
+    from ..errors import TetherError
+
+__all__ = ("dumps", "encode_error")
 
 
 def dumps(value: Any) -> bytes:
@@ -28,3 +31,8 @@ def dumps(value: Any) -> bytes:
         return json.dumps(
             value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
         ).encode()
+
+
+def encode_error(error: TetherError) -> bytes:
+    """Return the JSON error envelope `{"error": {...}}` for `error` (HTTP bodies, SSE events)."""
+    return orjson.dumps({"error": error.to_dict()})

@@ -25,6 +25,7 @@ from fastapi import params as fastapi_params
 
 from ..context import CallContext
 from ..errors import ConfigurationError, TetherError, ValidationFailed
+from ..outcome import Outcome, header_object
 from ..schema.openrpc import openrpc_document
 from ._json_out import dumps as dumps_exact
 
@@ -45,6 +46,7 @@ __all__ = (
     "JsonRpcReply",
     "error_response",
     "tether_error_response",
+    "with_headers_member",
 )
 
 logger = logging.getLogger("tether")
@@ -74,7 +76,6 @@ _HEAD = b'{"jsonrpc":"2.0","id":'
 _RESULT = b',"result":'
 _NO_DATA: Any = object()
 _ABSENT: Any = object()
-_SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
 _NO_CONTEXT = CallContext("jsonrpc", {"type": "http"})
 
 
@@ -104,6 +105,15 @@ def tether_error_response(id_json: bytes, error: TetherError) -> bytes:
 PARSE_ERROR_RESPONSE = error_response(b"null", PARSE_ERROR, "Parse error")
 """The response to a message that is not valid JSON (its id cannot be known)."""
 _INVALID_REQUEST_NULL_ID = error_response(b"null", INVALID_REQUEST, "Invalid Request")
+
+
+def with_headers_member(response: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Add the `headers` extension member to a response object (a socket client opted in).
+
+    Its value has the envelope's shape: `{name: value}`, a list of values for a header
+    set more than once (two `Set-Cookie`).
+    """
+    return response[:-1] + b',"headers":' + dumps_exact(header_object(headers)) + b"}"
 
 
 def _invalid_request(id_json: bytes) -> bytes:
@@ -215,37 +225,62 @@ async def _join(tasks: list[asyncio.Task[None]]) -> None:
 
 
 class JsonRpcReply:
-    """What answering one message produced: the response body, and the work left after it."""
+    """What answering one message produced: the response body, and the work left after it.
 
-    __slots__ = ("_contexts", "body", "headers")
+    The transport sends `body` (with `headers`, where its wire has headers), then awaits
+    `finish()` in the task that dispatched the message.
+    """
+
+    __slots__ = ("_outcomes", "_shared", "body", "headers")
 
     def __init__(self, body: bytes | None = None) -> None:
         self.body = body
         """Response bytes (one object, or a batch array); None when nothing is answered."""
         self.headers: list[tuple[bytes, bytes]] = []
-        """Headers (cookies...) that the calls' `Response` dependencies set."""
-        self._contexts: list[CallContext] = []
+        """Response headers of the calls (their outcomes'): the cookies and headers that a
+        successful call's `Response` dependencies set, and a failed call's own error headers."""
+        self._outcomes: list[Outcome] = []
+        self._shared: AsyncExitStack | None = None
 
-    def _collect(self, ctx: CallContext) -> None:
-        if ctx.background is not None:
-            self._contexts.append(ctx)
-        response = ctx.response
-        if response is not None:
-            self.headers.extend(
-                (key, value) for key, value in response.raw_headers if key not in _SKIPPED_HEADERS
-            )
+    def _collect(self, outcome: Outcome) -> None:
+        if outcome.headers:
+            self.headers.extend(outcome.headers)
+        if outcome.pending:
+            self._outcomes.append(outcome)
 
-    async def run_background(self) -> None:
-        """Run the background tasks the calls scheduled; call it after sending `body`.
+    async def close_dependencies(self) -> None:
+        """Close every call's yield dependencies, then the shared ones, now (before sending)."""
+        for outcome in self._outcomes:
+            await outcome.close_dependencies()
+        shared = self._shared
+        if shared is not None:
+            self._shared = None
+            await _close_shared(shared)
 
-        A failing task is logged and does not stop the tasks of other calls.
+    async def finish(self) -> None:
+        """Do the calls' after-call work, once `body` is sent: background tasks, teardown.
+
+        Each call's outcome finishes in turn (a failure is logged with its operation's name
+        and does not stop the other calls'); the dependencies shared by the message (its
+        per-batch ones) close last.
         """
-        for ctx in self._contexts:
-            assert ctx.background is not None
-            try:
-                await ctx.background()
-            except Exception:
-                logger.exception("a background task of a JSON-RPC call failed")
+        outcomes = self._outcomes
+        self._outcomes = []
+        shared = self._shared
+        self._shared = None
+        try:
+            for outcome in outcomes:
+                await outcome.finish()
+        finally:
+            if shared is not None:
+                await _close_shared(shared)
+
+
+async def _close_shared(stack: AsyncExitStack) -> None:
+    try:
+        await stack.aclose()
+    except Exception:
+        logger.exception("a per-batch yield dependency failed while closing; the answer stands")
 
 
 class JsonRpcDispatcher:
@@ -286,17 +321,23 @@ class JsonRpcDispatcher:
         make_context: ContextFactory,
         *,
         dependency_cache: dict[Any, Any] | None = None,
+        headers_member: bool = False,
     ) -> JsonRpcReply:
         """Answer one parsed JSON-RPC message: a request object or a batch list.
 
         `dependency_cache` seeds every call's dependency cache (a WebSocket connection's
-        shared dependencies, for instance). Never raises for anything the client sent.
+        shared dependencies, for instance). `headers_member` adds the documented `headers`
+        extension member to each response whose call has headers (a socket whose client
+        opted in); otherwise responses are exactly the specification's. Never raises for
+        anything the client sent. The caller sends the reply, then awaits its `finish()`.
         """
         if type(message) is list:
-            return await self._dispatch_batch(message, make_context, dependency_cache)
+            return await self._dispatch_batch(
+                message, make_context, dependency_cache, headers_member
+            )
         reply = JsonRpcReply()
         results: list[bytes | None] = [None]
-        await self._run([message], results, make_context, dependency_cache, reply)
+        await self._run([message], results, make_context, dependency_cache, reply, headers_member)
         reply.body = results[0]
         return reply
 
@@ -305,6 +346,7 @@ class JsonRpcDispatcher:
         batch: list[Any],
         make_context: ContextFactory,
         dependency_cache: dict[Any, Any] | None,
+        headers_member: bool,
     ) -> JsonRpcReply:
         if not batch:
             return JsonRpcReply(_INVALID_REQUEST_NULL_ID)
@@ -323,7 +365,7 @@ class JsonRpcDispatcher:
             )
         reply = JsonRpcReply()
         results: list[bytes | None] = [None] * len(batch)
-        await self._run(batch, results, make_context, dependency_cache, reply)
+        await self._run(batch, results, make_context, dependency_cache, reply, headers_member)
         parts = [part for part in results if part is not None]
         if parts:
             reply.body = b"[" + b",".join(parts) + b"]"
@@ -336,25 +378,38 @@ class JsonRpcDispatcher:
         make_context: ContextFactory,
         dependency_cache: dict[Any, Any] | None,
         reply: JsonRpcReply,
+        headers_member: bool,
     ) -> None:
         """Answer the request objects of one message into `results`, index for index.
 
         Dependencies shared by the message's calls (the per-batch dependencies of the
         operations it names, the app's own dependencies among them) are solved first, once,
-        and close after every call has finished, all in this task.
+        and close after every call has finished (in `reply.finish()`), all in this task.
         """
         shared = self._shared_dependencies(items)
         if not shared:
-            await self._run_items(items, results, make_context, dependency_cache, reply, None)
+            await self._run_items(
+                items, results, make_context, dependency_cache, reply, None, headers_member
+            )
             return
-        async with AsyncExitStack() as stack:
+        stack = AsyncExitStack()
+        try:
             try:
                 seed = await self._solve_shared(make_context(), shared, stack, dependency_cache)
             except TetherError as error:
                 # A batch-level failure (auth...) answers every well-formed request with it.
-                await self._run_items(items, results, make_context, None, reply, error)
+                reply.headers.extend(Outcome.failed("", error).headers)
+                await stack.aclose()
+                await self._run_items(
+                    items, results, make_context, None, reply, error, headers_member
+                )
                 return
-            await self._run_items(items, results, make_context, seed, reply, None)
+            await self._run_items(items, results, make_context, seed, reply, None, headers_member)
+        except BaseException as exc:
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        # The shared dependencies close after every call's: in `reply.finish()`.
+        reply._shared = stack
 
     def _shared_dependencies(self, items: list[Any]) -> tuple[fastapi_params.Depends, ...]:
         """The dependencies solved once for `items`: the per-batch ones of their operations."""
@@ -377,6 +432,7 @@ class JsonRpcDispatcher:
         seed: dict[Any, Any] | None,
         reply: JsonRpcReply,
         failure: TetherError | None,
+        headers_member: bool,
     ) -> None:
         """Answer each request object into `results` (same index), up to max_concurrency at once.
 
@@ -388,8 +444,12 @@ class JsonRpcDispatcher:
         count = len(items)
         taken = 0
         operations = self._operations
-        call_operation = self.api.invoker.call
+        run_operation = self.api.invoker.run
         dumps = orjson.dumps
+        # A batch item may run in a worker task of its own, and its dependencies must close
+        # in the task that entered them: they close once its answer is ready. A single
+        # request runs in the dispatching task, and closes after the answer is sent.
+        in_batch = count > 1
 
         async def worker() -> None:
             # Workers take items in order; each item runs start to end in its worker's task,
@@ -438,32 +498,49 @@ class JsonRpcDispatcher:
                             id_json, METHOD_NOT_FOUND, "Method not found"
                         )
                     continue
-                try:
-                    if failure is not None:
-                        raise failure
-                    if op is None:
-                        result = self._discovery(params)
-                    else:
-                        if isinstance(params, list):
-                            params = op.params_from_positional(params)
-                        if op.plan is None:
-                            # No dependencies: the invoker never reads the context.
-                            result = await call_operation(_NO_CONTEXT, op, params, encode=True)
-                        else:
-                            ctx = make_context()
-                            try:
-                                result = await call_operation(
-                                    ctx, op, params, encode=True, dependency_cache=seed
-                                )
-                            finally:
-                                # Only dependencies leave background tasks or response headers.
-                                reply._collect(ctx)
-                except TetherError as error:
+                if failure is not None:
                     if not notification:
-                        results[index] = tether_error_response(id_json, error)
+                        results[index] = tether_error_response(id_json, failure)
                     continue
-                if not notification:
-                    results[index] = b"".join((_HEAD, id_json, _RESULT, result, b"}"))
+                if op is None:
+                    try:
+                        result = self._discovery(params)
+                    except TetherError as error:
+                        if not notification:
+                            results[index] = tether_error_response(id_json, error)
+                        continue
+                    if not notification:
+                        results[index] = b"".join((_HEAD, id_json, _RESULT, result, b"}"))
+                    continue
+                if isinstance(params, list):
+                    try:
+                        params = op.params_from_positional(params)
+                    except TetherError as error:
+                        if not notification:
+                            results[index] = tether_error_response(id_json, error)
+                        continue
+                if op.plan is None:
+                    # No dependencies: the invoker never reads the context, and the outcome
+                    # has nothing left for after the answer (an error may have headers).
+                    outcome = await run_operation(_NO_CONTEXT, op, params, True)
+                    if outcome.headers:
+                        reply._collect(outcome)
+                else:
+                    outcome = await run_operation(
+                        make_context(), op, params, encode=True, dependency_cache=seed
+                    )
+                    if in_batch and outcome.pending:
+                        await outcome.close_dependencies()
+                    reply._collect(outcome)
+                if notification:
+                    continue
+                if outcome.error is None:
+                    answer = b"".join((_HEAD, id_json, _RESULT, outcome.result, b"}"))
+                else:
+                    answer = tether_error_response(id_json, outcome.error)
+                if headers_member and outcome.headers:
+                    answer = with_headers_member(answer, outcome.headers)
+                results[index] = answer
 
         if count == 1:
             await worker()

@@ -8,7 +8,8 @@ Tasks on a connection (all in one task group, owned by the connection's task):
   last task has ended;
 - worker tasks (at most `max_in_flight`) run the calls and JSON-RPC messages, one at a
   time each, from start to end: a call's dependency stacks are entered and exited in the
-  worker that runs it (`invoker.call`), and its reply is sent from there;
+  worker that runs it (`invoker.run`), which sends its reply, then awaits the outcome's
+  `finish()` (background tasks, then teardown);
 - one task per subscription, which enters and exits `async with invoker.stream(...)`;
 - one sending task drains the bounded `Outbox` when replies cannot go out directly.
 
@@ -19,11 +20,11 @@ subscription's cancel scope for a subscription); every open JSON-RPC subscriptio
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import anyio
 
@@ -50,6 +51,7 @@ from ._ws_envelope import (
     headed_reply,
     item_reply,
     operation_name,
+    outcome_reply,
     pong,
     scope_with_headers,
     valid_uuid,
@@ -58,7 +60,6 @@ from ._ws_outbox import Outbox, Signal
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
-    from starlette.responses import Response
     from starlette.types import Receive, Scope, Send
 
     from ..operation import Operation
@@ -66,16 +67,12 @@ if TYPE_CHECKING:
 
 __all__ = ("CANCEL_METHOD", "SUBSCRIPTION_METHOD", "Connection")
 
-logger = logging.getLogger("tether")
-
 CANCEL_METHOD = "rpc.cancel"
 """JSON-RPC method that cancels a subscription: params `{"subscription": id}` or `[id]`."""
 SUBSCRIPTION_METHOD = "subscription"
 """Method of the server notifications that carry a JSON-RPC subscription's items."""
 
-_OK_HEAD = b',"status":200,"headers":{},"payload":'
 _RPC_HEAD = b'{"jsonrpc":"2.0","id":'
-_SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
 _NO_TARGET: Any = object()  # an rpc.cancel whose params name no subscription at all
 
 
@@ -94,6 +91,9 @@ class Connection:
         self.send = send
         self.seed: dict[Any, Any] = {}
         self._plain_context = CallContext("websocket", scope)
+        self.rpc_headers = _opted_in(scope)
+        """The client opened the socket with `?rpc_headers=1`: JSON-RPC responses carry
+        their call's headers in a `headers` member."""
         self.close_code: int | None = None
         self.close_reason = ""
         self.gone = False
@@ -402,24 +402,19 @@ class Connection:
         try:
             # Without dependencies the invoker never reads the context: share one.
             ctx = self._plain_context if op.plan is None else CallContext("websocket", scope)
-            try:
-                payload = await self.api.invoker.call(
-                    ctx, op, params, encode=True, dependency_cache=self.seed
-                )
-            except TetherError as error:
-                message = error_reply(uuid_json, error)
-            else:
-                response = ctx.response
-                message = (
-                    b'{"uuid":' + uuid_json + _OK_HEAD + payload + b"}"
-                    if response is None
-                    else _reply_with_response(uuid_json, payload, response)
-                )
+            outcome = await self.api.invoker.run(
+                ctx, op, params, encode=True, dependency_cache=self.seed
+            )
             # The uuid is free again before the client can see the reply.
             del self._pending[uuid]
-            await self.outbox.send(message)
-            if ctx.background is not None:
-                await _run_background(ctx)
+            try:
+                await self.outbox.send(outcome_reply(uuid_json, outcome))
+            except BaseException:
+                # Not sent (the socket is closing): no background task; dependencies close.
+                await outcome.close_dependencies()
+                raise
+            if outcome.pending:
+                await outcome.finish()
         finally:
             self._pending.pop(uuid, None)
             self._release()
@@ -441,9 +436,16 @@ class Connection:
         scope: Scope,
         cancel: anyio.CancelScope,
         item_message: Callable[[bytes], bytes],
-    ) -> tuple[int, TetherError | None]:
-        """Send every item of a stream; return the count and the error that ended it, if any."""
+        last_message: Callable[[int, TetherError | None], bytes],
+    ) -> None:
+        """Send every item of a stream, then its last message (end, cancelled or error).
+
+        A stream that ends well sends its end before its after-call work (background tasks,
+        then teardown: see outcome.py); one cancelled or failed sends it after its yield
+        dependencies closed. `last_message(count, error)` builds it.
+        """
         count = 0
+        ended = False
         ctx = CallContext("websocket", scope)
         outbox = self.outbox
         try:
@@ -454,13 +456,18 @@ class Connection:
                     async for item in items:
                         await outbox.send_item(item_message(item))
                         count += 1
+                    ended = True
+                    await outbox.send(last_message(count, None))
         except TetherError as error:
-            return count, error
-        finally:
             self._subscriptions -= 1
-        if ctx.background is not None:
-            await _run_background(ctx)
-        return count, None
+            await outbox.send(last_message(count, error))
+            return
+        except BaseException:
+            self._subscriptions -= 1
+            raise
+        self._subscriptions -= 1
+        if not ended:  # cancelled
+            await outbox.send(last_message(count, None))
 
     async def _run_envelope_subscription(
         self,
@@ -471,18 +478,20 @@ class Connection:
         scope: Scope,
         cancel: anyio.CancelScope,
     ) -> None:
+        def last_message(count: int, error: TetherError | None) -> bytes:
+            # The uuid is free again before the client can see the last message.
+            self._pending.pop(uuid, None)
+            if error is not None:
+                return error_reply(uuid_json, error, {"stream": "error", "items": count})
+            end = "cancelled" if cancel.cancel_called else "end"
+            return headed_reply(uuid_json, 200, {"stream": end, "items": count}, None)
+
         try:
-            count, error = await self._stream(
-                op, params, scope, cancel, lambda item: item_reply(uuid_json, item)
+            await self._stream(
+                op, params, scope, cancel, lambda item: item_reply(uuid_json, item), last_message
             )
         finally:
-            del self._pending[uuid]
-        if error is not None:
-            message = error_reply(uuid_json, error, {"stream": "error", "items": count})
-        else:
-            end = "cancelled" if cancel.cancel_called else "end"
-            message = headed_reply(uuid_json, 200, {"stream": end, "items": count}, None)
-        await self.outbox.send(message)
+            self._pending.pop(uuid, None)
 
     # -- JSON-RPC ---------------------------------------------------------------------------
 
@@ -504,11 +513,18 @@ class Connection:
             dispatcher = self.transport.dispatcher
             assert dispatcher is not None
             answer = await dispatcher.dispatch(
-                message, self._make_context, dependency_cache=self.seed
+                message,
+                self._make_context,
+                dependency_cache=self.seed,
+                headers_member=self.rpc_headers,
             )
-            if answer.body is not None:
-                await self.outbox.send(answer.body)
-            await answer.run_background()
+            try:
+                if answer.body is not None:
+                    await self.outbox.send(answer.body)
+            except BaseException:
+                await answer.close_dependencies()
+                raise
+            await answer.finish()
         finally:
             self._release()
 
@@ -551,18 +567,20 @@ class Connection:
             + id_json
             + b',"result":'
         )
+
+        def last_message(count: int, error: TetherError | None) -> bytes:
+            self._rpc_subscriptions.pop(id_value, None)
+            if error is not None:
+                return tether_error_response(id_json, error)
+            summary = {"items": count, "cancelled": cancel.cancel_called}
+            return _RPC_HEAD + id_json + b',"result":' + dumps(summary) + b"}"
+
         try:
-            count, error = await self._stream(
-                op, params, self.scope, cancel, lambda item: head + item + b"}}"
+            await self._stream(
+                op, params, self.scope, cancel, lambda item: head + item + b"}}", last_message
             )
         finally:
-            del self._rpc_subscriptions[id_value]
-        if error is not None:
-            message = tether_error_response(id_json, error)
-        else:
-            summary = {"items": count, "cancelled": cancel.cancel_called}
-            message = _RPC_HEAD + id_json + b',"result":' + dumps(summary) + b"}"
-        await self.outbox.send(message)
+            self._rpc_subscriptions.pop(id_value, None)
 
     def _rpc_cancel(self, message: dict[str, Any]) -> bool:
         """Cancel a subscription; False leaves a malformed request to the dispatcher."""
@@ -623,32 +641,6 @@ def _reason(message: str) -> str:
     return encoded[:120].decode(errors="ignore") + "..."
 
 
-def _reply_with_response(uuid_json: bytes, payload: bytes, response: Response) -> bytes:
-    headers = {
-        key.decode("latin-1"): value.decode("latin-1")
-        for key, value in response.raw_headers
-        if key not in _SKIPPED_HEADERS
-    }
-    # FastAPI leaves the status unset (None) unless a dependency sets one.
-    status: int | None = response.status_code
-    if not headers and status is None:
-        return b'{"uuid":' + uuid_json + _OK_HEAD + payload + b"}"
-    return (
-        b'{"uuid":'
-        + uuid_json
-        + b',"status":'
-        + str(status or 200).encode()
-        + b',"headers":'
-        + dumps(headers)
-        + b',"payload":'
-        + payload
-        + b"}"
-    )
-
-
-async def _run_background(ctx: CallContext) -> None:
-    assert ctx.background is not None
-    try:
-        await ctx.background()
-    except Exception:
-        logger.exception("a background task of a WebSocket call failed")
+def _opted_in(scope: Scope) -> bool:
+    raw = scope.get("query_string", b"")
+    return bool(raw) and ("rpc_headers", "1") in parse_qsl(raw.decode("latin-1"))

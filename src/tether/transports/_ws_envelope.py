@@ -1,7 +1,9 @@
 """The envelope dialect of the WebSocket transport (fastapi-observable-socket's message schema).
 
 A request is `{"uuid", "route", "headers"?, "payload"?}` (`track_id` and `path` are
-aliases of `uuid` and `route`); a reply is `{"uuid", "status", "headers", "payload"}`.
+aliases of `uuid` and `route`); a reply is `{"uuid", "status", "headers", "payload"}`,
+whose `headers` maps a name to its value, or to the list of its values when the call set
+it more than once (two `Set-Cookie`).
 This module reads requests and writes replies; the connection runs the calls.
 """
 
@@ -11,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadRequest, TetherError, ValidationFailed
+from ..outcome import Outcome, header_object
 from ._json_out import dumps
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ __all__ = (
     "headed_reply",
     "item_reply",
     "operation_name",
+    "outcome_reply",
     "pong",
     "scope_with_headers",
     "valid_uuid",
@@ -38,6 +42,7 @@ CANCEL = "CANCEL"
 """The route that cancels the subscription whose uuid the message carries."""
 
 _ITEM_HEAD = b',"status":200,"headers":{"stream":"item"},"payload":'
+_OK_HEAD = b',"status":200,"headers":{},"payload":'
 
 
 def valid_uuid(uuid: Any) -> bool:
@@ -80,8 +85,40 @@ def headed_reply(uuid_json: bytes, status: int, headers: Mapping[str, Any], payl
 def error_reply(
     uuid_json: bytes, error: TetherError, headers: Mapping[str, Any] | None = None
 ) -> bytes:
-    """Return the reply for a failure: the error's HTTP status, the error envelope as payload."""
-    return headed_reply(uuid_json, error.status, headers or {}, {"error": error.to_dict()})
+    """Return the reply for a failure: the error's HTTP status, the error envelope as payload.
+
+    The reply's headers are the error's own (the `WWW-Authenticate` of a 401), then
+    `headers`.
+    """
+    merged: dict[str, Any] = header_object(Outcome.failed("", error).headers)
+    if headers:
+        merged.update(headers)
+    return headed_reply(uuid_json, error.status, merged, {"error": error.to_dict()})
+
+
+def outcome_reply(uuid_json: bytes, outcome: Outcome) -> bytes:
+    """Return the reply to a call: its status, its headers and its result (or error) payload.
+
+    Headers are `{name: value}`; a header set more than once (two `Set-Cookie`) has the
+    list of its values. A failed call's reply has only the error's own headers.
+    """
+    error = outcome.error
+    if error is not None:
+        return error_reply(uuid_json, error)
+    result: bytes = outcome.result
+    if not outcome.headers and outcome.status is None:
+        return b'{"uuid":' + uuid_json + _OK_HEAD + result + b"}"
+    return (
+        b'{"uuid":'
+        + uuid_json
+        + b',"status":'
+        + str(outcome.status or 200).encode()
+        + b',"headers":'
+        + dumps(header_object(outcome.headers))
+        + b',"payload":'
+        + result
+        + b"}"
+    )
 
 
 def pong(uuid: Any) -> bytes:

@@ -14,16 +14,15 @@ cancelled, a command runs to its end (see docs/transports/http.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..context import CallContext
 from ..errors import BadRequest, MethodNotAllowed, TetherError
+from ..outcome import Outcome
 from ..schema.openapi import documentation_routes
 from ._body import (
     CLOSE,
@@ -34,6 +33,7 @@ from ._body import (
     require_json_content_type,
 )
 from ._disconnect import run_unless_disconnected
+from ._json_out import encode_error
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -41,14 +41,9 @@ if TYPE_CHECKING:
     from ..operation import Operation
     from ..registry import Tether
 
-__all__ = ("HttpTransport", "encode_error")
+__all__ = ("HttpTransport", "encode_error", "send_outcome")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-def encode_error(error: TetherError) -> bytes:
-    """Return the JSON error envelope `{"error": {...}}` for `error`."""
-    return orjson.dumps({"error": error.to_dict()})
 
 
 class _WrongMethod(MethodNotAllowed):
@@ -77,6 +72,12 @@ class HttpTransport:
         for op in api:
             self.operation_added(op)
 
+    def path_of(self, op: Operation) -> str | None:
+        """Return the path that calls `op` (None for a stream, which SSE serves)."""
+        if op.kind == "stream" or self.api is None:
+            return None
+        return f"{self.api.prefix}/call/{op.name}"
+
     def operation_added(self, op: Operation) -> None:
         """Document an operation in the app's OpenAPI (streams are documented by SSE)."""
         assert self.api is not None
@@ -90,9 +91,6 @@ class HttpTransport:
         """Answer one HTTP call (the ASGI entry point of the call route)."""
         api = self.api
         assert api is not None
-        ctx: CallContext | None = None
-        allow: str | None = None
-        error_headers: Mapping[str, str] = {}
         body_read = False
         try:
             op = _target(api, scope)
@@ -108,59 +106,62 @@ class HttpTransport:
             api.admission.enter()
             try:
                 ctx = CallContext("http", scope, receive, body=body)
-                call = api.invoker.call(ctx, op, params, encode=True)
+                run = api.invoker.run(ctx, op, params, encode=True)
                 if op.kind == "query" and op.is_async:
                     # A query whose client has gone is cancelled; a command runs to its end
                     # (the client could not know how far a half-done change went). A sync
                     # query runs in a thread, which cannot be interrupted.
-                    payload = await run_unless_disconnected(receive, call)
+                    outcome = await run_unless_disconnected(
+                        receive, run, settle=Outcome.close_dependencies, abandon=Outcome.finish
+                    )
                 else:
-                    payload = await call
+                    outcome = await run
             finally:
                 api.admission.leave()
-            status = 200
-            body = b'{"result":' + payload + b"}"
         except ClientDisconnected:
             return  # nobody to answer
         except TetherError as error:
-            status = error.status
-            body = encode_error(error)
-            if isinstance(error, _WrongMethod):
-                allow = error.allow
-            # getattr: a subclass may override __init__ without calling ours.
-            error_headers = getattr(error, "headers", None) or {}
-        headers: list[tuple[bytes, bytes]] = [
-            (key.lower().encode("latin-1"), value.encode("latin-1"))
-            for key, value in error_headers.items()
-            if key.lower() not in ("content-type", "content-length")
-        ]
-        if allow is not None:
+            outcome = Outcome.failed(scope["path_params"].get("name", ""), error)
+        try:
+            await send_outcome(send, outcome, close=not body_read and has_body(scope))
+        except BaseException:
+            # Not sent (the client left): no background task; the dependencies still close.
+            await outcome.close_dependencies()
+            raise
+        if outcome.pending:
+            await outcome.finish()
+
+
+async def send_outcome(send: Send, outcome: Outcome, *, close: bool = False) -> None:
+    """Render an outcome as the HTTP answer: `{"result": ...}` or the error envelope.
+
+    The status is 200 (or the one a `Response` dependency set) or the error's; the headers
+    are the outcome's. `close` adds `Connection: close`, for an answer sent before the
+    request's body was read whole.
+    """
+    error = outcome.error
+    headers = list(outcome.headers)
+    if error is None:
+        status = outcome.status or 200
+        body = b'{"result":' + outcome.result + b"}"
+    else:
+        status = error.status
+        body = encode_error(error)
+        if isinstance(error, _WrongMethod):
             # RFC 9110 15.5.6: a 405 names the methods the resource accepts.
-            headers.append((b"allow", allow.encode("latin-1")))
-        if not body_read and has_body(scope):
-            # Answered before the body was read whole (413, 408, 415, 404...): closing the
-            # connection stops the server from reading the rest, however long it is.
-            headers.append(CLOSE)
-        response = ctx.response if ctx is not None else None
-        if response is not None:
-            if response.status_code is not None and status == 200:
-                status = response.status_code
-            # The body is ours: its type and length headers are never taken from the Response.
-            headers.extend(
-                (key, value)
-                for key, value in response.raw_headers
-                if key not in (b"content-type", b"content-length")
-            )
-        if status < 200 or status in (204, 304):
-            # These statuses have no body (RFC 9110 15.3.5, 15.4.5); sending one anyway
-            # would corrupt the next response on a keep-alive connection.
-            body = b""
-        else:
-            headers[:0] = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        if ctx is not None and ctx.background is not None:
-            await ctx.background()
+            headers.append((b"allow", error.allow.encode("latin-1")))
+    if close:
+        # Answered before the body was read whole (413, 408, 415, 404...): closing the
+        # connection stops the server from reading the rest, however long it is.
+        headers.append(CLOSE)
+    if status < 200 or status in (204, 304):
+        # These statuses have no body (RFC 9110 15.3.5, 15.4.5); sending one anyway
+        # would corrupt the next response on a keep-alive connection.
+        body = b""
+    else:
+        headers[:0] = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _target(api: Tether, scope: Scope) -> Operation:

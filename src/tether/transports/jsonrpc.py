@@ -198,16 +198,26 @@ class JsonRpcTransport:
             # not know how far a half-done change went, and the items share per-batch
             # dependencies.
             try:
-                reply = await run_unless_disconnected(receive, dispatch)
+                reply = await run_unless_disconnected(
+                    receive,
+                    dispatch,
+                    settle=JsonRpcReply.close_dependencies,
+                    abandon=JsonRpcReply.finish,
+                )
             except ClientDisconnected:
                 return
         else:
             reply = await dispatch
-        if reply.body is None:
-            await _send(send, 204, b"", reply.headers)
-        else:
-            await _send(send, 200, reply.body, reply.headers)
-        await reply.run_background()
+        try:
+            if reply.body is None:
+                await _send(send, 204, b"", reply.headers)
+            else:
+                await _send(send, 200, reply.body, reply.headers)
+        except BaseException:
+            # Not sent (the client left): no background task; the dependencies still close.
+            await reply.close_dependencies()
+            raise
+        await reply.finish()
 
 
 class _WrongMethod(MethodNotAllowed):

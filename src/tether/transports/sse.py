@@ -28,15 +28,13 @@ generator stops and its yield dependencies close at once. Items are not replayed
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import anyio
 import anyio.lowlevel
-from fastapi.sse import EventSourceResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -44,11 +42,11 @@ from ..context import CallContext
 from ..errors import (
     BadRequest,
     ConfigurationError,
-    ErrorEnvelope,
     MethodNotAllowed,
     TetherError,
 )
-from ..schema.openapi import documentation_routes as openapi_documentation_routes, operation_errors
+from ..outcome import Outcome
+from ..schema.sse import document_events, documentation_routes
 from ._body import (
     CLOSE,
     ClientDisconnected,
@@ -57,7 +55,7 @@ from ._body import (
     read_body,
     require_json_content_type,
 )
-from .http import encode_error
+from ._json_out import encode_error
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -88,7 +86,6 @@ _STREAM_HEADERS = [
     (b"x-accel-buffering", b"no"),
     (b"connection", b"keep-alive"),
 ]
-_SKIPPED_HEADERS = frozenset((b"content-type", b"content-length"))
 _END = b"event: end\ndata: null\n\n"
 _PING: Message = {"type": "http.response.body", "body": b": ping\n\n", "more_body": True}
 
@@ -137,7 +134,13 @@ class SseTransport:
         )
         for op in api:
             self.operation_added(op)
-        _document_events(app, api, self.path)
+        document_events(app, api, self.path)
+
+    def path_of(self, op: Operation) -> str | None:
+        """Return the path that streams `op` (None for a query or command)."""
+        if op.kind != "stream" or self.api is None:
+            return None
+        return f"{self.api.prefix}{self.path}/{op.name}"
 
     def operation_added(self, op: Operation) -> None:
         """Document a stream operation in the app's OpenAPI (other kinds are not SSE's)."""
@@ -259,6 +262,8 @@ class _Exchange:
         "api",
         "client_gone",
         "ctx",
+        "ended",
+        "helpers",
         "op",
         "params",
         "scope",
@@ -287,15 +292,17 @@ class _Exchange:
         self.started = False
         self.client_gone = False
         self.shutting_down = False
+        self.helpers: list[anyio.CancelScope] = []
+        self.ended = False
 
     async def run(self) -> None:
-        tail: bytes | TetherError = _END
+        tail: bytes | TetherError | None = None
         async with anyio.create_task_group() as group:
             self.scope = group.cancel_scope
-            group.start_soon(self._watch_client)
+            self._start_helper(group, self._watch_client)
             tail = await self._pump(group)
             group.cancel_scope.cancel()
-        if self.client_gone:
+        if self.client_gone or tail is None:
             return
         if isinstance(tail, TetherError):
             await _send_error(self.send, tail)
@@ -304,15 +311,32 @@ class _Exchange:
         # that as an interruption (EventSource reconnects).
         body = b"" if self.shutting_down else tail
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
-        background = self.ctx.background
-        if background is not None:
-            await background()
 
-    async def _pump(self, group: TaskGroup) -> bytes | TetherError:
-        """Enter the stream, send its items, exit it: all in this one task.
+    def _start_helper(
+        self, group: TaskGroup, func: Callable[..., Awaitable[None]], *args: Any
+    ) -> None:
+        """Start a sibling task (watcher, heartbeat) that `_stop_helpers` can end alone."""
+        scope = anyio.CancelScope()
+        self.helpers.append(scope)
 
-        Returns what closes the response: the end or error event once started, else the
-        error to answer with.
+        async def helper() -> None:
+            with scope:
+                await func(*args)
+
+        group.start_soon(helper)
+
+    def _stop_helpers(self) -> None:
+        for scope in self.helpers:
+            scope.cancel()
+
+    async def _pump(self, group: TaskGroup) -> bytes | TetherError | None:
+        """Enter the stream, send its items and its end, exit it: all in this one task.
+
+        A stream that ends well sends `end` before it exits, so that its background tasks
+        and then its teardown run after the answer is complete (FastAPI's order; see
+        outcome.py); a teardown error is then logged, never sent. Returns None once the
+        end is sent; otherwise what closes the response: the error event once started,
+        else the error to answer with (with the error's own headers).
         """
         stream = self.api.invoker.stream(self.ctx, self.op, self.params, encode=True)
         failure: TetherError | None = None
@@ -320,17 +344,16 @@ class _Exchange:
             async with stream as items:
                 send = self.send
                 try:
-                    await send(
-                        {"type": "http.response.start", "status": 200, "headers": self._headers()}
-                    )
+                    headers = [*_STREAM_HEADERS, *items.headers]
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
                 except OSError as exc:
                     self.client_gone = True
                     raise StreamAborted("the client disconnected") from exc
                 self.started = True
-                group.start_soon(self._heartbeat)
+                self._start_helper(group, self._heartbeat)
                 server = self.transport.uvicorn_server()
                 if server is not None:
-                    group.start_soon(self._watch_shutdown, server)
+                    self._start_helper(group, self._watch_shutdown, server)
                 # Leaving cancels only the iteration: the yield dependencies then close
                 # outside the cancelled scope, so their own awaits still run, and they see
                 # StreamAborted like any exception raised in the stream.
@@ -366,6 +389,15 @@ class _Exchange:
                         if self.shutting_down
                         else "the client disconnected"
                     )
+                # Nothing else may send once the response is complete: a heartbeat already
+                # woken checks `ended` before it sends.
+                self.ended = True
+                self._stop_helpers()
+                try:
+                    await send({"type": "http.response.body", "body": _END, "more_body": False})
+                except OSError as exc:
+                    self.client_gone = True
+                    raise StreamAborted("the client disconnected") from exc
         except StreamAborted:
             return b""
         except Exception as exc:
@@ -376,17 +408,7 @@ class _Exchange:
             )
             reported = failure or mapped
             return error_event(reported) if self.started else reported
-        return _END
-
-    def _headers(self) -> list[tuple[bytes, bytes]]:
-        headers = list(_STREAM_HEADERS)
-        response = self.ctx.response
-        if response is not None:
-            # Headers and cookies that dependencies set on FastAPI's `Response`.
-            headers.extend(
-                (key, value) for key, value in response.raw_headers if key not in _SKIPPED_HEADERS
-            )
-        return headers
+        return None
 
     async def _watch_client(self) -> None:
         receive = self.ctx.receive
@@ -414,6 +436,8 @@ class _Exchange:
         interval = self.transport.heartbeat
         while True:
             await anyio.sleep(interval)
+            if self.ended:
+                return
             try:
                 await self.send(_PING)
             except OSError:
@@ -431,160 +455,12 @@ async def _send_error(send: Send, error: TetherError, *, close: bool = False) ->
         *_STREAM_HEADERS[:2],
         (b"content-length", str(len(body)).encode()),
     ]
+    # The error's own headers (the `WWW-Authenticate` of a 401), as over HTTP; those a
+    # `Response` dependency set are not sent: a failed call releases nothing.
+    headers.extend(Outcome.failed("", error).headers)
     if isinstance(error, MethodNotAllowed):
         headers.append((b"allow", b"GET, POST"))
     if close:
         headers.append(CLOSE)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-# -- OpenAPI -----------------------------------------------------------------------------
-
-
-def _endpoint(parameters: list[inspect.Parameter], item_type: Any) -> Any:
-    # An async generator typed `-> AsyncIterator[T]` with EventSourceResponse: FastAPI
-    # documents it as `text/event-stream` whose events carry `T` as JSON data.
-    async def documented_stream(**values: Any) -> AsyncIterator[Any]:  # pragma: no cover
-        nothing: tuple[Any, ...] = ()
-        for never in nothing:
-            yield never
-        raise RuntimeError("documentation routes are never called")
-
-    documented_stream.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        parameters, return_annotation=AsyncIterator[item_type]
-    )
-    return documented_stream
-
-
-_ERROR_EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "event": {"const": "error"},
-        "data": {
-            "type": "string",
-            "contentMediaType": "application/json",
-            "contentSchema": {"$ref": "#/components/schemas/ErrorEnvelope"},
-        },
-    },
-    "required": ["event", "data"],
-}
-
-
-_EVENT_ID = {"type": "string", "pattern": "^[1-9][0-9]*$"}
-"""The `id:` of a `data` event: its number in the stream, from 1. A later event without its
-own `id:` keeps the last one (as `EventSource.lastEventId` does)."""
-
-_END_EVENT_SCHEMA = {
-    "title": "end event",
-    "type": "object",
-    "properties": {
-        "event": {"const": "end"},
-        "data": {
-            "const": "null",
-            "contentMediaType": "application/json",
-            "contentSchema": {"type": "null"},
-        },
-        "id": _EVENT_ID,
-    },
-    "required": ["event", "data"],
-    "additionalProperties": False,
-}
-
-
-def _data_event_schema(data: Any) -> dict[str, Any]:
-    return {
-        "title": "data event",
-        "type": "object",
-        "properties": {"event": {"const": "data"}, "data": data, "id": _EVENT_ID},
-        "required": ["event", "data", "id"],
-        "additionalProperties": False,
-    }
-
-
-def _stream_event_schema(fastapi_item_schema: dict[str, Any]) -> dict[str, Any]:
-    """Return the schema of every event of a 200 stream, from FastAPI's one for `data` events.
-
-    FastAPI documents one event shape whose `data` is an item; a stream also ends with
-    `end` (whose data is `null`) or `error` (an envelope), so each event is one of three.
-    """
-    if "oneOf" in fastapi_item_schema:
-        return fastapi_item_schema
-    data = fastapi_item_schema.get("properties", {}).get("data", {})
-    errored: dict[str, Any] = {
-        **_ERROR_EVENT_SCHEMA,
-        "title": "error event",
-        "properties": {**_ERROR_EVENT_SCHEMA["properties"], "id": _EVENT_ID},
-        "additionalProperties": False,
-    }
-    return {"oneOf": [_data_event_schema(data), _END_EVENT_SCHEMA, errored]}
-
-
-def _document_events(app: FastAPI, api: Tether, path: str) -> None:
-    """Make every stream's 200 answer in `app`'s OpenAPI list its three events exactly.
-
-    FastAPI's generator cannot express them (its SSE schema is one event shape), so the
-    generated document is completed once it is built: `app.openapi` is wrapped, as
-    FastAPI's docs do to extend OpenAPI.
-    """
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        document = generate()
-        paths = document.get("paths", {})
-        for op in api:
-            if op.kind != "stream":
-                continue
-            for operation in paths.get(f"{api.prefix}{path}/{op.name}", {}).values():
-                for status, response in operation.get("responses", {}).items():
-                    stream = response.get("content", {}).get("text/event-stream")
-                    if stream is None or "itemSchema" not in stream:
-                        continue
-                    # `schema` beside `itemSchema` would describe the whole stream (OpenAPI
-                    # 3.2), which is no envelope: `itemSchema` alone describes each event.
-                    stream.pop("schema", None)
-                    if status == "200":
-                        stream["itemSchema"] = _stream_event_schema(stream["itemSchema"])
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _responses(op: Operation) -> dict[int | str, dict[str, Any]]:
-    by_status: dict[int, list[str]] = {}
-    for error in operation_errors(op):
-        by_status.setdefault(error.status, []).append(f"`{error.code}`: {error.message}")
-    return {
-        200: {
-            "description": (
-                "Server-sent events, each one of: `data` (id: its number from 1; data: one"
-                " item as JSON, this schema), then `end` (data: `null`) once the items are"
-                " done, or `error` (data: an error envelope) if the stream fails, which ends"
-                " it. `: ping` comments keep an idle stream open; a stream cut by the server"
-                " shutting down ends without `end`."
-            )
-        },
-        **{
-            status: {
-                "model": ErrorEnvelope,
-                "description": "Sent as one `event: error`; " + "; ".join(lines),
-                "content": {"text/event-stream": {"itemSchema": _ERROR_EVENT_SCHEMA}},
-            }
-            for status, lines in sorted(by_status.items())
-        },
-    }
-
-
-def documentation_routes(op: Operation, api: Tether, path: str = "/stream") -> list[Any]:
-    """Build the OpenAPI-only routes of a stream (POST, plus GET when its input fits a query)."""
-    return openapi_documentation_routes(
-        op,
-        api,
-        path=path,
-        operation_id=f"{op.name}__sse",
-        get_operation_id=f"{op.name}__sse_get",
-        with_get=True,
-        endpoint=lambda parameters: _endpoint(parameters, op.output_type),
-        response_class=EventSourceResponse,
-        responses=_responses(op),
-    )
