@@ -1,8 +1,12 @@
+import subprocess
+import sys
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import pytest
-from fastapi import BackgroundTasks, Depends, FastAPI, Header
+from fastapi import BackgroundTasks, Depends, FastAPI, Header, Request
 
+import tether.transport
 from tests import _future_annotations_ops, _plain_annotations_ops
 from tests._core_helpers import asgi_client, mounted
 from tether import (
@@ -402,3 +406,116 @@ async def test_transports_and_shutdown_reach_every_mounted_transport() -> None:
     assert api.transports == (recording,)
     await api.shutdown()
     assert Recording.stopped == 1
+
+
+class TestDefaultTransports:
+    """The core mounts default transports it never imports: `tether` installs their factory."""
+
+    def test_mount_without_transports_mounts_the_builtin_ones(self) -> None:
+        api = Tether()
+        api.mount(FastAPI())
+        assert [type(t).__name__ for t in api.transports] == [
+            "HttpTransport",
+            "JsonRpcTransport",
+            "SseTransport",
+            "WebSocketTransport",
+        ]
+
+    def test_mount_without_transports_asks_the_installed_factory(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        seen: list[Any] = []
+
+        class Recording:
+            def attach(self, api: Tether, app: FastAPI) -> None:
+                seen.append(("attach", api, app))
+
+            def operation_added(self, op: Operation) -> None:
+                seen.append(("added", op.name))
+
+        made: list[Recording] = []
+
+        def factory() -> list[Recording]:
+            made.append(Recording())
+            return made[-1:]
+
+        monkeypatch.setattr(tether.transport, "_default_factory", factory)
+        first, second = Tether(), Tether()
+        app = FastAPI()
+        first.mount(app)
+        second.mount(FastAPI())
+        assert len(made) == 2  # fresh transports for every mount
+        assert first.transports == (made[0],)
+        assert seen[0] == ("attach", first, app)
+
+        @first.query
+        def late() -> int:
+            return 1
+
+        assert ("added", "late") in seen
+
+    def test_without_a_factory_mount_needs_transports(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(tether.transport, "_default_factory", None)
+        api = Tether()
+        with pytest.raises(ConfigurationError, match=r"transports=\[\.\.\.\]"):
+            api.mount(FastAPI())
+        assert api.app is None  # nothing half-mounted: the same Tether mounts afterwards
+        api.mount(FastAPI(), transports=[HttpTransport()])
+        assert len(api.transports) == 1
+
+    def test_import_tether_imports_no_transport_until_a_mount(self) -> None:
+        program = (
+            "import sys\n"
+            "import tether\n"
+            "from fastapi import FastAPI\n"
+            "assert not any(m.startswith('tether.transports') for m in sys.modules), 'early'\n"
+            "tether.Tether().mount(FastAPI())\n"
+            "assert 'tether.transports.http' in sys.modules, 'never'\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=50, check=False
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def test_operations_carry_no_transport_url() -> None:
+    api = Tether(dependencies=[Depends(lambda: None)])
+
+    @api.query
+    def ping(x_id: Annotated[str, Header()] = "") -> str:
+        return x_id
+
+    class Pings(Service):
+        @query
+        def ping(self, x_id: Annotated[str, Header()] = "") -> str:
+            return x_id
+
+    api.include(Pings)
+    app = FastAPI(dependencies=[Depends(lambda: None)])
+    api.mount(app)  # recompiles every plan with the app's dependencies
+    for op in api:
+        assert op.plan is not None
+        assert op.plan.path == ""
+
+
+async def test_in_process_requests_show_the_path_of_the_transport_that_serves_the_operation() -> (
+    None
+):
+    api = Tether(prefix="/x")
+
+    @api.query
+    async def where(request: Request) -> str:
+        return request.url.path
+
+    @api.stream
+    async def paths(request: Request) -> AsyncIterator[str]:
+        yield request.url.path
+
+    # Not mounted: no transport owns a URL, the path is {prefix}/{name}.
+    assert await api.call("where") == "/x/where"
+    assert [p async for p in api.stream_call("paths")] == ["/x/paths"]
+    mounted(api)
+    assert await api.call("where") == "/x/call/where"
+    assert [p async for p in api.stream_call("paths")] == ["/x/stream/paths"]

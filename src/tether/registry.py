@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from fastapi import params
 
+from ._compile import compile_operation
 from ._origins import check_allowed_origins
 from .context import CallContext, in_process_scope
 from .dependencies import BatchScoped, ConnectionScoped, DependencyPlan
 from .errors import ConfigurationError, NotFound, TetherError
-from .invoke import Invoker, logger
+from .invoke import Invoker
 from .limits import DEFAULT_MAX_IN_FLIGHT, Admission
-from .operation import (
-    Kind,
-    Operation,
-    OperationSpec,
-    TetherOperationOptions,
-    compile_operation,
-    get_spec,
-    make_spec,
-)
-from .services import ServiceTable, bound_operation_function, free_typevars, service_table
+from .operation import Kind, Operation, OperationSpec, TetherOperationOptions, get_spec, make_spec
+from .services import compile_service, service_table
+from .transport import Transport, default_transports
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-
-    from .transports.base import Transport
 
 __all__ = ("Tether",)
 
@@ -147,7 +138,6 @@ class Tether:
         op = compile_operation(
             func,
             spec,
-            path=f"{self.prefix}/call/{spec.name or getattr(func, '__name__', '')}",
             dependencies=self.dependencies,
             user=self.user,
             app_dependencies=self.app_dependencies,
@@ -180,54 +170,17 @@ class Tether:
             if table is None:
                 self.add(item)
             else:
-                self._register(self._compile_service(item, table))
-
-    def _compile_service(self, cls: type, table: ServiceTable) -> list[Operation]:
-        if table.abstract:
-            raise ConfigurationError(f"{cls.__qualname__} is abstract and cannot be included")
-        ops = []
-        for attribute, method in table.methods.items():
-            spec = method.spec
-            used = (
-                dict(table.dependencies)
-                if spec.uses is None
-                else {name: table.dependencies[name] for name in spec.uses}
-            )
-            signature = method.signature.replace(
-                parameters=[*method.signature.parameters.values(), *used.values()]
-            )
-            hints = {**method.hints, **{name: p.annotation for name, p in used.items()}}
-            name = f"{table.name}.{spec.name or attribute}"
-            unresolved = {repr(v) for hint in hints.values() for v in free_typevars(hint)}
-            if unresolved:
-                raise ConfigurationError(
-                    f"{cls.__qualname__}.{attribute}: type variables {sorted(unresolved)} are not"
-                    " bound; subclass the generic service with concrete types"
+                self._register(
+                    compile_service(
+                        item,
+                        table,
+                        dependencies=self.dependencies,
+                        user=self.user,
+                        app_dependencies=self.app_dependencies,
+                        tags=self.tags,
+                        strict=self.strict,
+                    )
                 )
-            ops.append(
-                compile_operation(
-                    bound_operation_function(
-                        cls, method, tuple(used), custom_init=table.custom_init
-                    ),
-                    replace(
-                        spec,
-                        auth=table.auth if spec.auth is None else spec.auth,
-                        tags=(*table.tags, *spec.tags),
-                    ),
-                    name=name,
-                    path=f"{self.prefix}/call/{name}",
-                    dependencies=(*self.dependencies, *table.guards),
-                    user=self.user,
-                    app_dependencies=self.app_dependencies,
-                    tags=self.tags,
-                    signature=signature,
-                    hints=hints,
-                    doc=inspect.getdoc(method.func),
-                    original=method.func,
-                    strict=self.strict if spec.strict is None else spec.strict,
-                )
-            )
-        return ops
 
     def _decorator(self, kind: Kind, func: Any, options: dict[str, Any]) -> Any:
         spec = make_spec(kind, **options)
@@ -332,8 +285,9 @@ class Tether:
     ) -> Any:
         """Call an operation in-process, with the same validation, dependencies and auth.
 
-        `headers` are what `Header()` dependencies and the user resolver see. Background
-        tasks the call schedules run before this returns.
+        `headers` are what `Header()` dependencies and the user resolver see. What follows
+        the answer on a wire happens before this returns: background tasks (a failure is
+        logged), then yield dependencies close; a failed call runs no background task.
 
         Raises:
             TetherError: as the operation's transports would report it.
@@ -342,12 +296,8 @@ class Tether:
         if op.plan is None:
             # No dependencies: no request scope to build.
             return await self.invoker.call(_IN_PROCESS_CONTEXT, op, params)
-        ctx = CallContext(
-            "inprocess", in_process_scope(self.app, f"{self.prefix}/call/{name}", headers)
-        )
-        result = await self.invoker.call(ctx, op, params)
-        await _run_background(ctx, name)
-        return result
+        ctx = CallContext("inprocess", in_process_scope(self.app, self._path_of(op), headers))
+        return await self.invoker.call(ctx, op, params)
 
     async def stream_call(
         self,
@@ -359,20 +309,33 @@ class Tether:
     ) -> AsyncGenerator[Any, None]:
         """Iterate a stream operation in-process: `async for item in api.stream_call(...)`.
 
-        Dependencies stay open while items are read and close when the loop ends (break
-        out of it inside `contextlib.aclosing(...)` to close them at once).
+        Dependencies stay open while items are read; when the loop ends, the background
+        tasks run, then the dependencies close (break out of it inside
+        `contextlib.aclosing(...)` to close them at once, without background tasks).
 
         Raises:
             TetherError: as the stream's transports would report it.
         """
         op = self.get(name)
-        ctx = CallContext(
-            "inprocess", in_process_scope(self.app, f"{self.prefix}/stream/{name}", headers)
-        )
+        ctx = CallContext("inprocess", in_process_scope(self.app, self._path_of(op), headers))
         async with self.invoker.stream(ctx, op, params) as items:
             async for item in items:
                 yield item
-        await _run_background(ctx, name)
+
+    def _path_of(self, op: Operation) -> str:
+        """Return the URL path an in-process call's request shows.
+
+        The path is the one the mounted transport that serves `op` over HTTP answers at (so a
+        `Request` dependency sees the same path in-process as over the wire): each URL shape
+        belongs to its transport, asked through its optional `path_of(op)`. Unmounted, or with
+        no such transport, the path is `{prefix}/{name}`.
+        """
+        for transport in self._transports:
+            path_of = getattr(transport, "path_of", None)
+            path = path_of(op) if path_of is not None else None
+            if path is not None:
+                return str(path)
+        return f"{self.prefix}/{op.name}"
 
     @property
     def transports(self) -> tuple[Transport, ...]:
@@ -394,6 +357,9 @@ class Tether:
     def mount(self, app: FastAPI, *, transports: Sequence[Transport] | None = None) -> None:
         """Add every transport's routes to `app` and document the operations in its OpenAPI.
 
+        Without `transports`, the default ones are mounted (HTTP, JSON-RPC, SSE and the
+        WebSocket: the factory `import tether` installs, see `tether.transport`).
+
         The app's own dependencies (`FastAPI(dependencies=[...])`) then apply to every
         operation, registered before or after, on every transport, as they apply to the
         app's routes: solved first, once per request (once per JSON-RPC batch, once per
@@ -401,17 +367,17 @@ class Tether:
         the OpenAPI document.
 
         Raises:
-            ConfigurationError: tether is already mounted, or an app dependency reads a
-                query, path, body, form or file parameter.
+            ConfigurationError: tether is already mounted, an app dependency reads a
+                query, path, body, form or file parameter, or no `transports` are given
+                and no default factory is installed.
         """
         if self.app is not None:
             raise ConfigurationError("this Tether is already mounted on an app")
-        from .transports import default_transports
-
+        mounted = list(transports) if transports is not None else default_transports()
         self._adopt_app_dependencies(tuple(app.router.dependencies))
         self.app = app
         self.invoker.overrides_provider = app
-        self._transports = list(transports) if transports is not None else default_transports()
+        self._transports = mounted
         for transport in self._transports:
             transport.attach(self, app)
         app.openapi_schema = None
@@ -422,19 +388,12 @@ class Tether:
             return
         where = "the app's dependencies (FastAPI(dependencies=[...]))"
         # Checked on their own first, so that the error names the app, not an operation.
-        DependencyPlan(
-            (), path=f"{self.prefix}/call", app_dependencies=app_dependencies, where=where
-        )
+        DependencyPlan((), path="", app_dependencies=app_dependencies, where=where)
         recompiled: dict[str, Operation] = {}
         for name, op in self._operations.items():
             where = f"operation {name!r}"
             plan = (
-                DependencyPlan(
-                    (),
-                    path=f"{self.prefix}/call/{name}",
-                    app_dependencies=app_dependencies,
-                    where=where,
-                )
+                DependencyPlan((), path="", app_dependencies=app_dependencies, where=where)
                 if op.plan is None
                 else op.plan.with_app_dependencies(app_dependencies, where=where)
             )
@@ -442,16 +401,6 @@ class Tether:
         self.app_dependencies = app_dependencies
         self._operations.update(recompiled)
         self.batch_scoped = True
-
-
-async def _run_background(ctx: CallContext, name: str) -> None:
-    """Run the call's background tasks; a failure is logged, as over HTTP after the reply."""
-    if ctx.background is None:
-        return
-    try:
-        await ctx.background()
-    except Exception:
-        logger.exception("a background task of operation %r failed", name)
 
 
 def _scoped(kind: type[params.Depends], depends: params.Depends) -> params.Depends:

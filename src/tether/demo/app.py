@@ -99,7 +99,9 @@ def get_db(connection: HTTPConnection) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
-DB = Annotated[sqlite3.Connection, Depends(get_db)]
+# Function scope: the transaction commits before the answer is sent, so a client that has
+# its answer sees its write on its next call (default-scope teardown runs after the send).
+DB = Annotated[sqlite3.Connection, Depends(get_db, scope="function")]
 
 
 async def current_user(authorization: Annotated[str | None, Header()] = None) -> User | None:
