@@ -4,7 +4,8 @@ A request is `{"uuid", "route", "headers"?, "payload"?}` (`track_id` and `path` 
 aliases of `uuid` and `route`); a reply is `{"uuid", "status", "headers", "payload"}`,
 whose `headers` maps a name to its value, or to the list of its values when the call set
 it more than once (two `Set-Cookie`).
-This module reads requests and writes replies; the connection runs the calls.
+This module reads requests, runs their calls and subscriptions on a `Connection`
+(`handle_envelope`), and writes replies; the connection owns the socket and schedules.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadRequest, TetherError, ValidationFailed
+import anyio
+
+from ..context import CallContext
+from ..errors import BadRequest, Conflict, NotFound, TetherError, ValidationFailed
 from ..outcome import Outcome, header_object
 from ._json_out import dumps
 
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from starlette.types import Scope
 
     from ..operation import Operation
+    from ._ws_connection import Connection
 
 __all__ = (
     "CANCEL",
@@ -27,8 +32,10 @@ __all__ = (
     "bind_payload",
     "encode_uuid",
     "error_reply",
+    "handle_envelope",
     "headed_reply",
     "item_reply",
+    "no_subscription",
     "operation_name",
     "outcome_reply",
     "pong",
@@ -188,3 +195,139 @@ def scope_with_headers(scope: Scope, headers: Any) -> Scope:
         *overrides,
     ]
     return child
+
+
+def no_subscription(key: Any) -> NotFound:
+    """Return the error for a cancel that names no open subscription."""
+    return NotFound(f"No open subscription {key!r}", details={"subscription": key})
+
+
+def handle_envelope(conn: Connection, message: dict[str, Any]) -> None:
+    """Answer one envelope request: a ping, a cancel, or a call or subscription to start."""
+    uuid = message.get("uuid")
+    if uuid is None:
+        uuid = message.get("track_id")
+    route = message.get("route")
+    if route is None:
+        route = message.get("path")
+    outbox = conn.outbox
+    if route == PING:
+        outbox.put(pong(uuid))
+        return
+    if not valid_uuid(uuid):
+        outbox.put(
+            error_reply(
+                b"null",
+                BadRequest(
+                    "Every request needs a uuid: a string or an integer",
+                    details={"field": "uuid"},
+                ),
+            )
+        )
+        return
+    uuid_json = encode_uuid(uuid)
+    if type(route) is not str:
+        outbox.put(
+            error_reply(
+                uuid_json,
+                BadRequest("Every request needs a route: a string", details={"field": "route"}),
+            )
+        )
+        return
+    if route == CANCEL:
+        subscription = conn.pending.get(uuid)
+        if subscription is None:
+            outbox.put(error_reply(uuid_json, no_subscription(uuid)))
+        else:
+            subscription.cancel()
+        return
+    if uuid in conn.pending:
+        outbox.put(
+            error_reply(
+                uuid_json, Conflict(f"uuid {uuid!r} is already in flight", details={"uuid": uuid})
+            )
+        )
+        return
+    _start(conn, message, route, uuid, uuid_json)
+
+
+def _start(
+    conn: Connection, message: dict[str, Any], route: str, uuid: Any, uuid_json: bytes
+) -> None:
+    # A request with a valid uuid and route: bind it, then run its call or subscription.
+    op = conn.transport.route(route)
+    if op is None:
+        name = operation_name(route)
+        conn.outbox.put(
+            error_reply(
+                uuid_json, NotFound(f"Unknown operation {name!r}", details={"operation": name})
+            )
+        )
+        return
+    try:
+        params = bind_payload(op, message.get("payload"))
+        headers = message.get("headers")
+        scope = (
+            conn.scope
+            if headers is None or headers == {}
+            else scope_with_headers(conn.scope, headers)
+        )
+        if op.kind == "stream":
+            conn.check_subscription_room()
+    except TetherError as error:
+        conn.outbox.put(error_reply(uuid_json, error))
+        return
+    if op.kind == "stream":
+        cancel = conn.pending[uuid] = anyio.CancelScope()
+        conn.open_subscription(_run_subscription, conn, uuid, uuid_json, op, params, scope, cancel)
+        return
+    conn.pending[uuid] = None
+    conn.pool.start(_run_call, conn, uuid, uuid_json, op, params, scope)
+
+
+async def _run_call(
+    conn: Connection, uuid: Any, uuid_json: bytes, op: Operation, params: Any, scope: Scope
+) -> None:
+    try:
+        # Without dependencies the invoker never reads the context: share one.
+        ctx = conn.plain_context if op.plan is None else CallContext("websocket", scope)
+        outcome = await conn.api.invoker.run(
+            ctx, op, params, encode=True, dependency_cache=conn.seed
+        )
+        # The uuid is free again before the client can see the reply.
+        del conn.pending[uuid]
+        try:
+            await conn.outbox.send(outcome_reply(uuid_json, outcome))
+        except BaseException:
+            # Not sent (the socket is closing): no background task; dependencies close.
+            await outcome.close_dependencies()
+            raise
+        if outcome.pending:
+            await outcome.finish()
+    finally:
+        conn.pending.pop(uuid, None)
+
+
+async def _run_subscription(
+    conn: Connection,
+    uuid: Any,
+    uuid_json: bytes,
+    op: Operation,
+    params: Any,
+    scope: Scope,
+    cancel: anyio.CancelScope,
+) -> None:
+    def last_message(count: int, error: TetherError | None) -> bytes:
+        # The uuid is free again before the client can see the last message.
+        conn.pending.pop(uuid, None)
+        if error is not None:
+            return error_reply(uuid_json, error, {"stream": "error", "items": count})
+        end = "cancelled" if cancel.cancel_called else "end"
+        return headed_reply(uuid_json, 200, {"stream": end, "items": count}, None)
+
+    try:
+        await conn.stream(
+            op, params, scope, cancel, lambda item: item_reply(uuid_json, item), last_message
+        )
+    finally:
+        conn.pending.pop(uuid, None)
