@@ -345,7 +345,9 @@ class Tether:
     async def shutdown(self) -> None:
         """Let every mounted transport end its open connections (sockets close 1001, streams end).
 
-        Call it from the app's lifespan shutdown, or before the server stops.
+        Call it when the server starts stopping, before it waits for open connections:
+        `tether.server.TetherServer` (and `tether serve`) does. uvicorn runs the app's lifespan
+        shutdown only after every connection has closed, which is too late for open streams.
         """
         for transport in self._transports:
             stop = getattr(transport, "shutdown", None)

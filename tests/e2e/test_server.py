@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed
@@ -409,9 +409,17 @@ def test_the_docs_shutdown_example_closes_sockets_with_1001() -> None:
 
 def test_shutdown_ends_open_sse_streams_at_once() -> None:
     api = Tether()
+    closed: list[str] = []
+
+    async def resource() -> AsyncIterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            closed.append(f"saw {exc}")
+            raise
 
     @api.stream
-    async def forever() -> AsyncIterator[int]:
+    async def forever(_: None = Depends(resource)) -> AsyncIterator[int]:
         number = 0
         while True:
             number += 1
@@ -437,3 +445,5 @@ def test_shutdown_ends_open_sse_streams_at_once() -> None:
     # Long before the 10 s grace: the stream was ended, not waited for; and without `end`.
     assert ended < 2
     assert "event: end" not in lines
+    # Ended by `api.shutdown()`, which TetherServer calls: the dependency was told why.
+    assert closed == ["saw the server is shutting down"]

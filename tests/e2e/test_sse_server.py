@@ -10,12 +10,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
 
 from tests.conftest import LiveServer
 from tests.examples.test_docs_examples import load
 from tests.transports.test_sse import parse_events
 from tether import NotFound, Tether
+from tether.server import TetherServer
 from tether.transports import HttpTransport
 from tether.transports.sse import SseTransport, StreamAborted
 
@@ -190,10 +191,23 @@ def test_client_leaving_cancels_the_generator_within_a_second(
         assert world.log[0] == "generator stopped by CancelledError"
 
 
-def test_server_shutdown_ends_open_streams_promptly() -> None:
-    world = World()
-    server = LiveServer(create_app(world))
+def tether_server(app: FastAPI, **config: Any) -> LiveServer:
+    """A LiveServer (not yet started) whose server is tether's `TetherServer`."""
+    live = LiveServer(app, **config)
+    live.server = TetherServer(live.config)
+    live.thread = threading.Thread(target=live.server.run, daemon=True)
+    return live
+
+
+def stop_while_streaming(server: LiveServer) -> tuple[float, float, list[str], str | None]:
+    """Open an endless stream, stop the server with the client still reading.
+
+    Returns how long `stop()` took, how long after it began the stream ended, the lines read
+    after the first two items, and the error the client saw (None: the body ended cleanly).
+    """
     server.start()
+    rest: list[str] = []
+    failure: str | None = None
     try:
         with (
             httpx.Client(base_url=server.url) as client,
@@ -202,41 +216,82 @@ def test_server_shutdown_ends_open_streams_promptly() -> None:
             lines = response.iter_lines()
             read_until_data(lines, 2)
             started = time.monotonic()
-            server.stop()
+            stopper = threading.Thread(target=server.stop)
+            stopper.start()
+            try:
+                rest.extend(lines)  # ends when the server ends the stream
+            except httpx.HTTPError as exc:
+                failure = type(exc).__name__
+            ended = time.monotonic() - started
+            stopper.join(15)
             stopped = time.monotonic() - started
-            rest = list(lines)
     finally:
         if server.thread.is_alive():  # pragma: no cover - only when the test fails
             server.server.force_exit = True
             server.thread.join(5)
-    # uvicorn polls should_exit every 0.1 s and then waits 0.1 s; the stream ends within
-    # its own 0.1 s poll.
+    return stopped, ended, rest, failure
+
+
+def test_server_shutdown_ends_open_streams_promptly() -> None:
+    """`TetherServer` calls `api.shutdown()` as it stops: open streams end at once."""
+    world = World()
+    stopped, ended, rest, failure = stop_while_streaming(
+        tether_server(create_app(world), timeout_graceful_shutdown=10)
+    )
+    # Long before the 10 s grace period: the stream was ended, not waited for.
+    assert ended < 1.0
     assert stopped < 1.5
-    # Interrupted, not finished: no `end`, so an EventSource reconnects.
+    # Interrupted, not finished: no `end`, so an EventSource reconnects; the body itself
+    # ended cleanly.
+    assert failure is None
     assert "event: end" not in rest
     assert world.closed.is_set()
     assert "dependency saw: the server is shutting down" in world.log
 
 
-def test_uvicorn_server_is_found_once_per_loop(live_server: Callable[..., LiveServer]) -> None:
+def test_plain_uvicorn_holds_a_stream_until_its_graceful_shutdown_timeout() -> None:
+    """Without `api.shutdown()`, uvicorn waits for the stream, then cuts it: documented."""
     world = World()
-    transport = SseTransport()
-    api = Tether(prefix="/api")
-    found: list[Any] = []
+    stopped, ended, rest, failure = stop_while_streaming(
+        LiveServer(create_app(world), timeout_graceful_shutdown=1)
+    )
+    # uvicorn waits 0.1 s, then the timeout; then it cancels the stream's task.
+    assert 1.0 <= ended < 2.5
+    assert stopped < 3.0
+    assert failure == "RemoteProtocolError"  # cut mid-body: no `end` either
+    assert "event: end" not in rest
+    assert not any("the server is shutting down" in entry for entry in world.log)
 
-    @api.query
-    async def lookup() -> bool:
-        found.append(transport.uvicorn_server())
-        found.append(transport.uvicorn_server())
-        return True
+
+def test_a_status_without_a_body_keeps_the_connection_usable(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    api = Tether(prefix="/api")
+
+    def no_content(response: Response) -> None:
+        response.status_code = 204
+
+    @api.stream
+    async def empty(_: None = Depends(no_content)) -> AsyncIterator[int]:
+        yield 1  # pragma: no cover - a 204 has no items
+
+    @api.stream
+    async def one() -> AsyncIterator[int]:
+        yield 1
 
     app = FastAPI()
-    api.mount(app, transports=[HttpTransport(), transport])
+    api.mount(app, transports=[SseTransport()])
     server = live_server(app)
     with httpx.Client(base_url=server.url) as client:
-        assert client.post("/api/call/lookup", json={}).json() == {"result": True}
-    assert found == [server.server, server.server]
-    assert not world.closed.is_set()
+        for _ in range(2):
+            response = client.get("/api/stream/empty")
+            assert response.status_code == 204
+            assert response.content == b""
+        # The same keep-alive connection serves the next stream, unharmed.
+        assert [e.get("data") for e in parse_events(client.get("/api/stream/one").text)] == [
+            "1",
+            "null",
+        ]
 
 
 def test_docs_example_cursor_closes_when_the_client_leaves(

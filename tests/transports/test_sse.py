@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
@@ -158,6 +157,25 @@ def create_api(world: World) -> Tether:
     async def slow_to_open(_: None = Depends(hanging)) -> AsyncIterator[int]:  # pragma: no cover
         yield 1
 
+    def created(response: Response) -> None:
+        response.status_code = 201
+
+    def no_content(response: Response, tasks: BackgroundTasks) -> None:
+        response.status_code = 204
+        response.headers["x-extra"] = "1"
+        tasks.add_task(world.log.append, "background ran")
+
+    @api.stream
+    async def with_status(_: None = Depends(created)) -> AsyncIterator[int]:
+        yield 1
+
+    @api.stream
+    async def without_content(
+        r: str = Depends(resource), _: None = Depends(no_content)
+    ) -> AsyncIterator[int]:
+        world.log.append("iterated")  # pragma: no cover - a 204 has no items
+        yield 1  # pragma: no cover
+
     @api.query
     async def plain() -> int:
         return 1
@@ -261,6 +279,27 @@ class TestWireFormat:
         assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert "x-too-late" not in response.headers
         assert world.log == ["background ran"]
+
+    async def test_a_status_set_by_a_response_dependency_is_honoured(self) -> None:
+        async with client_for(create_app(World())) as client:
+            response = await client.get("/api/stream/with_status")
+        assert response.status_code == 201
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert parse_events(response.text) == [
+            {"id": "1", "event": "data", "data": "1"},
+            {"event": "end", "data": "null"},
+        ]
+
+    async def test_a_status_without_a_body_ends_the_stream_at_once(self) -> None:
+        world = World()
+        async with client_for(create_app(world)) as client:
+            response = await client.get("/api/stream/without_content")
+        assert response.status_code == 204
+        assert response.content == b""
+        assert "content-type" not in response.headers
+        assert response.headers["x-extra"] == "1"
+        # Not iterated, yet a success: the background task runs, then the teardown.
+        assert world.log == ["open", "background ran", "close"]
 
 
 JSON = {"content-type": "application/json"}
@@ -530,13 +569,6 @@ class TestTransport:
         async with client_for(app) as client:
             assert data(await client.get("/api/events/ticks?n=1")) == ["1"]
             assert (await client.get("/api/stream/ticks?n=1")).status_code == 404
-
-    async def test_no_uvicorn_server_in_memory(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        transport = SseTransport()
-        assert transport.uvicorn_server() is None
-        assert transport.uvicorn_server() is None  # cached per event loop (or trio)
-        monkeypatch.delitem(sys.modules, "uvicorn")
-        assert transport.uvicorn_server() is None
 
     def test_error_event(self) -> None:
         assert error_event(NotFound("x")) == (

@@ -21,14 +21,13 @@ validation, auth, body problems) answers with the error's HTTP status and a sing
 
 The stream runs in the request's task, which enters and exits the operation's
 dependencies; a sibling task watches for the client leaving and cancels it, so the
-generator stops and its yield dependencies close at once. Items are not replayed:
-`Last-Event-ID` is ignored.
+generator stops and its yield dependencies close at once. `shutdown()` (called by
+`Tether.shutdown()`) ends every open stream the same way, without `end`. Items are not
+replayed: `Last-Event-ID` is ignored.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -75,7 +74,6 @@ __all__ = (
 DEFAULT_HEARTBEAT = 15.0
 """Seconds between two `: ping` comments on an open stream."""
 
-_SHUTDOWN_POLL = 0.1
 # The stream yields to the event loop at least every this many items, so that a generator
 # that never awaits still lets the server notice a client that left.
 _CHECKPOINT_EVERY = 32
@@ -122,7 +120,6 @@ class SseTransport:
         self.app: FastAPI | None = None
         self.closing = False
         """True once `shutdown()` has begun: open streams end, new ones end as they start."""
-        self._uvicorn: tuple[object, Any] | None = None
         self._open: set[_Exchange] = set()
 
     def attach(self, api: Tether, app: FastAPI) -> None:
@@ -180,10 +177,13 @@ class SseTransport:
     async def shutdown(self) -> None:
         """End every open stream now, without an `end` event (clients read it as "reconnect").
 
-        `Tether.shutdown()` calls it (and `TetherServer` calls that when the server stops):
-        uvicorn tells an open response nothing of a shutdown, so without it a stream would
-        hold the server's exit for the whole grace period. Streams that open afterwards end
-        as soon as they start. Their yield dependencies close as on any interruption.
+        This is how a stream learns of a shutdown: `Tether.shutdown()` calls it, and
+        `TetherServer` (`tether serve`) calls that as the server starts stopping. A server
+        tells an open response nothing of its shutdown (uvicorn waits for it, and runs the
+        lifespan shutdown only after), so without this call a stream holds the exit for
+        the whole graceful-shutdown timeout. Streams that open afterwards end as soon as
+        they start. Their yield dependencies close as on any interruption, seeing
+        `StreamAborted("the server is shutting down")`.
         """
         self.closing = True
         for exchange in list(self._open):
@@ -218,41 +218,6 @@ class SseTransport:
             items = parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
             return op, op.params_from_query(items), b""
         raise MethodNotAllowed(f"{method} is not allowed for {op.name}; use GET or POST")
-
-    def uvicorn_server(self) -> Any:
-        """Return the uvicorn `Server` running the current event loop, or None.
-
-        uvicorn tells an open HTTP response nothing when it shuts down: it waits for the
-        response to finish. Open streams therefore watch the server's `should_exit` flag
-        themselves. The server is found once per event loop, from the loop's tasks.
-        """
-        if "uvicorn" not in sys.modules:
-            return None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # another event loop (trio): not uvicorn
-            return None
-        cached = self._uvicorn
-        if cached is not None and cached[0] is loop:
-            return cached[1]
-        server = _find_uvicorn_server()
-        self._uvicorn = (loop, server)
-        return server
-
-
-def _find_uvicorn_server() -> Any:
-    from uvicorn.server import Server
-
-    for task in asyncio.all_tasks():
-        coro: Any = task.get_coro()
-        while coro is not None:
-            frame = getattr(coro, "cr_frame", None)
-            if frame is not None:
-                for value in frame.f_locals.values():
-                    if isinstance(value, Server):
-                        return value
-            coro = getattr(coro, "cr_await", None)
-    return None
 
 
 class _Exchange:
@@ -335,25 +300,18 @@ class _Exchange:
         A stream that ends well sends `end` before it exits, so that its background tasks
         and then its teardown run after the answer is complete (FastAPI's order; see
         outcome.py); a teardown error is then logged, never sent. Returns None once the
-        end is sent; otherwise what closes the response: the error event once started,
-        else the error to answer with (with the error's own headers).
+        response is complete (its end sent, or a status without a body); otherwise what
+        closes the response: the error event once started, else the error to answer with
+        (with the error's own headers).
         """
         stream = self.api.invoker.stream(self.ctx, self.op, self.params, encode=True)
         failure: TetherError | None = None
         try:
             async with stream as items:
                 send = self.send
-                try:
-                    headers = [*_STREAM_HEADERS, *items.headers]
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
-                except OSError as exc:
-                    self.client_gone = True
-                    raise StreamAborted("the client disconnected") from exc
-                self.started = True
+                if not await self._start(items.status or 200, items.headers):
+                    return None
                 self._start_helper(group, self._heartbeat)
-                server = self.transport.uvicorn_server()
-                if server is not None:
-                    self._start_helper(group, self._watch_shutdown, server)
                 # Leaving cancels only the iteration: the yield dependencies then close
                 # outside the cancelled scope, so their own awaits still run, and they see
                 # StreamAborted like any exception raised in the stream.
@@ -410,6 +368,29 @@ class _Exchange:
             return error_event(reported) if self.started else reported
         return None
 
+    async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Send the response's start; return False if its status allows no body (it is sent).
+
+        A status a `Response` dependency set is honoured, as on FastAPI's own SSE routes.
+        One that forbids a body (1xx, 204, 304) completes the response at once, without
+        items or `end`: a body would corrupt the connection for the next request.
+        """
+        bodyless = status < 200 or status in (204, 304)
+        start = [*(_STREAM_HEADERS[1:2] if bodyless else _STREAM_HEADERS), *headers]
+        try:
+            await self.send({"type": "http.response.start", "status": status, "headers": start})
+            if bodyless:
+                # Complete: its client may leave now without cancelling the after-call work.
+                self.ended = True
+                self._stop_helpers()
+                await self.send({"type": "http.response.body", "body": b""})
+                return False
+        except OSError as exc:
+            self.client_gone = True
+            raise StreamAborted("the client disconnected") from exc
+        self.started = True
+        return True
+
     async def _watch_client(self) -> None:
         receive = self.ctx.receive
         while True:
@@ -417,12 +398,6 @@ class _Exchange:
             if message["type"] == "http.disconnect":
                 self._client_left()
                 return
-
-    async def _watch_shutdown(self, server: Any) -> None:
-        # uvicorn only sets a flag; there is no event to wait on.
-        while not server.should_exit:  # noqa: ASYNC110
-            await anyio.sleep(_SHUTDOWN_POLL)
-        self.stop_for_shutdown()
 
     def stop_for_shutdown(self) -> None:
         """End the stream because the server stops: its iteration is cancelled, no `end`."""
