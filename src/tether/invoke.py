@@ -48,6 +48,29 @@ class Invoker:
         """Object whose `dependency_overrides` apply (the FastAPI app tether is mounted on)."""
         self._shared_plans: dict[tuple[params.Depends, ...], DependencyPlan] = {}
 
+    async def run_plain(self, op: Operation, params: Params) -> bytes:
+        """Run an operation without dependencies; return its result as JSON bytes.
+
+        Such an operation has nothing for after the answer (no background task, no
+        dependency to close, no header), so its outcome is its result alone: the hot path
+        of a JSON-RPC batch item takes it without building an `Outcome`. `op.plan` must be
+        None and `op.kind` not a stream; anything that gives such operations after-call work
+        must send them through `run`.
+
+        Raises:
+            TetherError: the call failed, already mapped (unexpected exceptions become
+                `InternalError` and are logged once).
+        """
+        try:
+            kwargs = op.bind(params)
+            if op.is_async:
+                result = await op.func(**kwargs)
+            else:
+                result = await self._run(op, kwargs)
+            return op.encoder.to_json(result)
+        except Exception as exc:
+            raise self.map_exception(exc, op.name) from None
+
     async def run(
         self,
         ctx: CallContext,

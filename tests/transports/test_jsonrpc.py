@@ -266,6 +266,33 @@ class TestParams:
 
 
 class TestErrors:
+    async def test_an_error_of_an_operation_without_dependencies_keeps_its_headers(
+        self,
+    ) -> None:
+        api = Tether()
+
+        @api.query
+        async def guarded(token: str) -> str:
+            if token != "t":
+                raise Unauthorized("Send a token", headers={"WWW-Authenticate": "Bearer"})
+            return "in"
+
+        async with client_for(mounted(api)) as client:
+            for payload in (
+                request("guarded", {"token": "x"}),
+                [request("guarded", {"token": "x"}, 1), request("guarded", {"token": "t"}, 2)],
+            ):
+                response = await post(client, payload)
+                assert response.headers["www-authenticate"] == "Bearer"
+                body = response.json()
+                first = body if isinstance(body, dict) else body[0]
+                assert first["error"]["data"]["code"] == "UNAUTHORIZED"
+            both = answer(await post(client, [request("guarded", {"token": "t"}, 3)] * 2))
+            assert [item["result"] for item in both] == ["in", "in"]
+            ok = await post(client, request("guarded", {"token": "t"}))
+            assert answer(ok)["result"] == "in"
+            assert "www-authenticate" not in ok.headers
+
     @pytest.mark.parametrize("error", BUILTIN_ERRORS, ids=lambda e: e.code)
     async def test_each_builtin_error_maps_to_its_code_with_data(
         self, conformance: httpx.AsyncClient, error: type[TetherError]

@@ -74,7 +74,6 @@ ContextFactory = Callable[[], "CallContext"]
 """Builds a fresh `CallContext` for one call (each batch item gets its own)."""
 
 _ABSENT: Any = object()
-_NO_CONTEXT = CallContext("jsonrpc", {"type": "http"})
 
 
 class JsonRpcDispatcher:
@@ -240,6 +239,7 @@ class JsonRpcDispatcher:
         indices = iter(range(count))
         operations = self._operations
         run_operation = self.api.invoker.run
+        run_plain = self.api.invoker.run_plain
         dumps = orjson.dumps
         # A batch item may run in a worker task of its own, and its dependencies must close
         # in the task that entered them: they close once its answer is ready. A single
@@ -313,12 +313,22 @@ class JsonRpcDispatcher:
                         if not notification:
                             results[index] = tether_error_response(id_json, error)
                         continue
-                if op.plan is None:
-                    # No dependencies: the invoker never reads the context, and the outcome
-                    # has nothing left for after the answer (an error may have headers).
-                    outcome = await run_operation(_NO_CONTEXT, op, params, True)
-                    if outcome.headers:
-                        reply.collect(outcome)
+                if op.plan is None and op.kind != "stream":
+                    # No dependencies: nothing happens after the answer, and the result is
+                    # the whole outcome (`Invoker.run_plain`); a failure's own headers (a
+                    # 401's WWW-Authenticate, say) still reach the reply through its outcome.
+                    try:
+                        result = await run_plain(op, params)
+                    except TetherError as error:
+                        outcome = Outcome.failed(op.name, error)
+                        if outcome.headers:
+                            reply.collect(outcome)
+                    else:
+                        if not notification:
+                            results[index] = b"".join(
+                                (RESPONSE_HEAD, id_json, RESULT_MEMBER, result, b"}")
+                            )
+                        continue
                 else:
                     outcome = await run_operation(
                         make_context(), op, params, encode=True, dependency_cache=seed
