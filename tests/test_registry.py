@@ -21,6 +21,7 @@ from tether import (
     query,
 )
 from tether.operation import OperationSpec
+from tether.transport import TransportHandle
 from tether.transports import HttpTransport
 
 
@@ -427,8 +428,8 @@ class TestDefaultTransports:
         seen: list[Any] = []
 
         class Recording:
-            def attach(self, api: Tether, app: FastAPI) -> None:
-                seen.append(("attach", api, app))
+            def attach(self, handle: TransportHandle, app: FastAPI) -> None:
+                seen.append(("attach", handle, app))
 
             def operation_added(self, op: Operation) -> None:
                 seen.append(("added", op.name))
@@ -446,7 +447,11 @@ class TestDefaultTransports:
         second.mount(FastAPI())
         assert len(made) == 2  # fresh transports for every mount
         assert first.transports == (made[0],)
-        assert seen[0] == ("attach", first, app)
+        # The transport gets the Tether's narrow handle, not the Tether (issue 10).
+        assert seen[0][0] == "attach"
+        assert seen[0][2] is app
+        assert isinstance(seen[0][1], TransportHandle)
+        assert seen[0][1].prefix == first.prefix
 
         @first.query
         def late() -> int:

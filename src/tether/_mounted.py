@@ -1,7 +1,8 @@
 """Finding the Tethers mounted on an ASGI app: for the `tether` command and `tether.server`.
 
-A transport's route points at the transport (`route.endpoint` or `route.app`), and every
-transport keeps the Tether it was attached to as `.api`; nothing here imports a transport.
+`Tether.mount` records each Tether in its app's state (`app.state.tether_mounted`); this
+walks the apps that middleware wraps and that routes mount, and reads that record, so it
+needs nothing from a transport (which holds only a narrow handle, never the Tether).
 """
 
 from __future__ import annotations
@@ -30,15 +31,16 @@ def mounted_tethers(app: object) -> tuple[Tether, ...]:
         if current is None or id(current) in seen or depth > _MAX_DEPTH:
             continue
         seen.add(id(current))
+        state: Any = getattr(current, "state", None)
+        for api in getattr(state, "tether_mounted", ()):
+            if isinstance(api, Tether):
+                found.setdefault(id(api), api)
         router: Any = getattr(current, "router", None)
         routes: Any = getattr(router, "routes", None) or getattr(current, "routes", None) or ()
         nested: list[object] = []
         for route in routes:
             target: Any = getattr(route, "endpoint", None) or getattr(route, "app", None)
-            api = getattr(target, "api", None)
-            if isinstance(api, Tether):
-                found.setdefault(id(api), api)
-            elif target is not None and not callable(getattr(route, "endpoint", None)):
+            if target is not None and not callable(getattr(route, "endpoint", None)):
                 nested.append(target)  # a Mount: its app may hold a Tether too
         nested.append(getattr(current, "app", None))  # the app a middleware wraps
         # Reversed so that popping visits the outer routes first, then what they nest.

@@ -17,7 +17,7 @@ from .invoke import Invoker
 from .limits import DEFAULT_MAX_IN_FLIGHT, Admission
 from .operation import Kind, Operation, OperationSpec, TetherOperationOptions, get_spec, make_spec
 from .services import compile_service, service_table
-from .transport import Transport, default_transports
+from .transport import Transport, TransportHandle, default_transports
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -361,6 +361,8 @@ class Tether:
 
         Without `transports`, the default ones are mounted (HTTP, JSON-RPC, SSE and the
         WebSocket: the factory `import tether` installs, see `tether.transport`).
+        Every transport is attached to one `TransportHandle` (never to the Tether itself),
+        and the Tether is recorded in `app.state.tether_mounted`, where `tether serve` finds it.
 
         The app's own dependencies (`FastAPI(dependencies=[...])`) then apply to every
         operation, registered before or after, on every transport, as they apply to the
@@ -380,8 +382,11 @@ class Tether:
         self.app = app
         self.invoker.overrides_provider = app
         self._transports = mounted
+        handle = TransportHandle(self)
         for transport in self._transports:
-            transport.attach(self, app)
+            transport.attach(handle, app)
+        # How `tether._mounted` finds this Tether again, without asking any transport.
+        app.state.tether_mounted = (*getattr(app.state, "tether_mounted", ()), self)
         app.openapi_schema = None
 
     def _adopt_app_dependencies(self, app_dependencies: tuple[params.Depends, ...]) -> None:

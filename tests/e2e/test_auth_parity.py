@@ -36,7 +36,9 @@ from websockets.sync.client import ClientConnection, connect
 from tests._docs_examples import load
 from tests.conftest import LiveServer
 from tether import Tether, Unauthorized
+from tether._mounted import mounted_tethers
 from tether.operation import Operation
+from tether.transport import TransportHandle
 from tether.transports.http import HttpTransport
 from tether.transports.jsonrpc import JsonRpcTransport
 from tether.transports.sse import SseTransport
@@ -80,12 +82,9 @@ def build_app(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyed:
 
 
 def tether_of(app: FastAPI) -> Tether:
-    """The Tether mounted on `app`, found through its transports' routes."""
-    for route in app.router.routes:
-        for candidate in (getattr(route, "endpoint", None), getattr(route, "app", None)):
-            api = getattr(candidate, "api", None)
-            if isinstance(api, Tether):
-                return api
+    """The Tether mounted on `app` (as `tether serve` finds it)."""
+    for api in mounted_tethers(app):
+        return api
     raise AssertionError("no Tether is mounted on the app")
 
 
@@ -418,7 +417,7 @@ def test_the_jsonrpc_2_example_key_guards_every_wire() -> None:
 
 def test_a_transport_without_a_driver_fails_the_test() -> None:
     class CarrierPigeonTransport:
-        def attach(self, api: Tether, app: FastAPI) -> None:
+        def attach(self, handle: TransportHandle, app: FastAPI) -> None:
             """Adds nothing."""
 
         def operation_added(self, op: Operation) -> None:

@@ -22,6 +22,7 @@ from tether import (
     TetherError,
     Unauthorized,
 )
+from tether.transport import TransportHandle
 from tether.transports import HttpTransport, default_transports
 from tether.transports._body import (
     MAX_DEPTH,
@@ -466,7 +467,7 @@ async def test_invalid_content_length_is_400() -> None:
     api, _ = make_app()
     transport = HttpTransport()
     sent: list[Message] = []
-    transport.api = api
+    transport.handle = TransportHandle(api)
     scope = {
         "type": "http",
         "method": "POST",
@@ -490,7 +491,7 @@ async def test_invalid_content_length_is_400() -> None:
 async def test_client_disconnect_while_reading_sends_nothing() -> None:
     api, _ = make_app()
     transport = HttpTransport()
-    transport.api = api
+    transport.handle = TransportHandle(api)
     sent: list[Message] = []
     scope = {
         "type": "http",
@@ -659,7 +660,7 @@ def test_has_body() -> None:
 async def test_a_stalled_body_holds_no_slot_and_gets_408_with_connection_close() -> None:
     api, _ = make_app(max_in_flight=1, body_timeout=0.2)
     transport = HttpTransport()
-    transport.api = api
+    transport.handle = TransportHandle(api)
     sent: list[Message] = []
 
     async def send(message: Message) -> None:

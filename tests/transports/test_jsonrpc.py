@@ -30,6 +30,7 @@ from tether import (
 )
 from tether.context import in_process_scope
 from tether.errors import BUILTIN_ERRORS
+from tether.transport import TransportHandle
 from tether.transports import HttpTransport, JsonRpcTransport, default_transports
 from tether.transports.jsonrpc import JsonRpcDispatcher
 
@@ -764,7 +765,7 @@ class TestDispatcher:
         async def plain(a: int) -> int:
             return a
 
-        dispatcher = JsonRpcDispatcher(api)
+        dispatcher = JsonRpcDispatcher(TransportHandle(api))
         contexts: list[CallContext] = []
 
         def make_context() -> CallContext:
@@ -806,7 +807,7 @@ class TestDispatcher:
 
         app = mounted(api)
         ctx = CallContext("websocket", in_process_scope(app, "/api/ws"))
-        dispatcher = JsonRpcDispatcher(api)
+        dispatcher = JsonRpcDispatcher(TransportHandle(api))
         async with AsyncExitStack() as connection:
             # What a WebSocket connection does once: solve its shared dependencies.
             seed = await api.invoker.solve_shared(ctx, [Depends(session)], connection)
@@ -841,7 +842,7 @@ class TestDispatcher:
 
         app = mounted(api)
         ctx = CallContext("websocket", in_process_scope(app, "/api/ws"))
-        dispatcher = JsonRpcDispatcher(api)
+        dispatcher = JsonRpcDispatcher(TransportHandle(api))
         async with AsyncExitStack() as connection:
             seed = await api.invoker.solve_shared(ctx, [Depends(session)], connection)
             reply = await dispatcher.dispatch(
@@ -861,7 +862,7 @@ class TestDispatcher:
 class TestWorkers:
     async def test_a_cancelled_batch_cancels_every_running_item_before_it_returns(self) -> None:
         api, state = concurrency_api()
-        dispatcher = JsonRpcDispatcher(api, max_concurrency=4)
+        dispatcher = JsonRpcDispatcher(TransportHandle(api), max_concurrency=4)
         batch = [request("work", {"ms": 10_000, "tag": i}, i) for i in range(10)]
         with anyio.move_on_after(0.2) as scope:
             await dispatcher.dispatch(batch, lambda: CallContext("jsonrpc", {"type": "http"}))
@@ -880,7 +881,7 @@ class TestWorkers:
             tasks.add(anyio.get_current_task().id)
             return 0
 
-        dispatcher = JsonRpcDispatcher(api)
+        dispatcher = JsonRpcDispatcher(TransportHandle(api))
         reply = await dispatcher.dispatch([request("where", None, i) for i in range(50)], dict)
         assert reply.body is not None
         assert len(json.loads(reply.body)) == 50
@@ -896,7 +897,7 @@ class TestWorkers:
         async def add(a: int, b: int) -> int:
             return a + b
 
-        dispatcher = JsonRpcDispatcher(api)
+        dispatcher = JsonRpcDispatcher(TransportHandle(api))
         quick = [request("add", [i, 1], i) for i in range(100)]
         slow = [request("work", {"ms": 1, "tag": i}, i) for i in range(20)]
         await dispatcher.dispatch(list(quick), dict)  # warm: first-call caches

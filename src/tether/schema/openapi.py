@@ -37,6 +37,7 @@ from ..operation import model_name
 if TYPE_CHECKING:
     from ..operation import Operation
     from ..registry import Tether
+    from ..transport import TransportHandle
 
 __all__ = ("DocumentationRoute", "documentation_routes", "operation_errors", "tether_extension")
 
@@ -117,7 +118,7 @@ def _query_parameter(field: FieldInfo, name: str) -> Any:
 
 def documentation_routes(
     op: Operation,
-    api: Tether,
+    api: TransportHandle | Tether,
     *,
     path: str = "/call",
     operation_id: str | None = None,

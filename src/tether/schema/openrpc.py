@@ -21,6 +21,7 @@ from .openapi import operation_errors, tether_extension
 if TYPE_CHECKING:
     from ..operation import Operation
     from ..registry import Tether
+    from ..transport import TransportHandle
 
 __all__ = ("OPENRPC_VERSION", "openrpc_document")
 
@@ -72,7 +73,7 @@ def _method(
 
 
 def openrpc_document(
-    api: Tether,
+    api: TransportHandle | Tether,
     *,
     server_url: str | None = None,
     title: str | None = None,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from ..operation import Operation
     from ..registry import Tether
+    from ..transport import TransportHandle
 
 __all__ = ("document_events", "documentation_routes")
 
@@ -106,7 +107,7 @@ def _stream_event_schema(fastapi_item_schema: dict[str, Any]) -> dict[str, Any]:
     return {"oneOf": [_data_event_schema(data), _END_EVENT_SCHEMA, errored]}
 
 
-def document_events(app: FastAPI, api: Tether, path: str) -> None:
+def document_events(app: FastAPI, api: TransportHandle | Tether, path: str) -> None:
     """Make every stream's 200 answer in `app`'s OpenAPI list its three events exactly.
 
     FastAPI's generator cannot express them (its SSE schema is one event shape), so the
@@ -161,7 +162,7 @@ def _responses(op: Operation) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def documentation_routes(op: Operation, api: Tether, path: str) -> list[Any]:
+def documentation_routes(op: Operation, api: TransportHandle | Tether, path: str) -> list[Any]:
     """Build the OpenAPI-only routes of a stream served at `{prefix}{path}/{name}` (POST, and GET)."""
     return openapi_documentation_routes(
         op,

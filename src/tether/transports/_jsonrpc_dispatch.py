@@ -44,7 +44,7 @@ from ._jsonrpc_responses import (
 from ._scheduler import fan_out as _fan_out
 
 if TYPE_CHECKING:
-    from ..registry import Tether
+    from ..transport import TransportHandle
 
 __all__ = (
     "DEFAULT_MAX_BATCH_SIZE",
@@ -80,7 +80,7 @@ class JsonRpcDispatcher:
     """Answers JSON-RPC 2.0 messages (single requests, notifications, batches) with the invoker.
 
     Args:
-        api: the operations to call.
+        handle: the Tether's transport handle: the operations to call, and the invoker.
         max_batch_size: largest batch accepted; a larger one is refused whole with -32600
             before any item runs.
         max_concurrency: how many items of one batch run at once.
@@ -90,7 +90,7 @@ class JsonRpcDispatcher:
 
     def __init__(
         self,
-        api: Tether,
+        handle: TransportHandle,
         *,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
@@ -100,12 +100,12 @@ class JsonRpcDispatcher:
             raise ConfigurationError("max_batch_size must be at least 1")
         if max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
-        self.api = api
+        self.handle = handle
         # The registry's own dict, by reference: operations added later are found too.
-        self._operations = api.operations
+        self._operations = handle.operations
         self.max_batch_size = max_batch_size
         self.max_concurrency = max_concurrency
-        self.server_url = server_url if server_url is not None else f"{api.prefix}/jsonrpc"
+        self.server_url = server_url if server_url is not None else f"{handle.prefix}/jsonrpc"
         self._openrpc: tuple[int, bytes] | None = None
 
     async def dispatch(
@@ -206,7 +206,7 @@ class JsonRpcDispatcher:
 
     def _shared_dependencies(self, items: list[Any]) -> tuple[fastapi_params.Depends, ...]:
         """The dependencies solved once for `items`: the per-batch ones of their operations."""
-        if not self.api.batch_scoped:
+        if not self.handle.batch_scoped:
             return ()
         shared: dict[fastapi_params.Depends, None] = {}
         operations = self._operations
@@ -238,8 +238,8 @@ class JsonRpcDispatcher:
         # Shared by the workers: each takes the next index, in order, until none is left.
         indices = iter(range(count))
         operations = self._operations
-        run_operation = self.api.invoker.run
-        run_plain = self.api.invoker.run_plain
+        run_operation = self.handle.invoker.run
+        run_plain = self.handle.invoker.run_plain
         dumps = orjson.dumps
         # A batch item may run in a worker task of its own, and its dependencies must close
         # in the task that entered them: they close once its answer is ready. A single
@@ -363,7 +363,7 @@ class JsonRpcDispatcher:
     ) -> dict[Any, Any]:
         # Seeded: a value the connection already holds (the app's dependencies, solved at
         # the handshake) is reused, not solved again for the batch.
-        solved = await self.api.invoker.solve_shared(ctx, dependencies, stack, dependency_cache)
+        solved = await self.handle.invoker.solve_shared(ctx, dependencies, stack, dependency_cache)
         if dependency_cache:
             # Values seeded by a wider scope (a connection) win over the batch's own.
             return {**solved, **dependency_cache}
@@ -390,11 +390,11 @@ class JsonRpcDispatcher:
         """
         # Operations are only ever added, so their count says whether the cache is current.
         cached = self._openrpc
-        if cached is not None and cached[0] == len(self.api):
+        if cached is not None and cached[0] == len(self.handle):
             return cached[1]
         try:
-            document = orjson.dumps(openrpc_document(self.api, server_url=self.server_url))
+            document = orjson.dumps(openrpc_document(self.handle, server_url=self.server_url))
         except Exception as exc:
-            raise self.api.invoker.map_exception(exc, DISCOVER_METHOD) from None
-        self._openrpc = (len(self.api), document)
+            raise self.handle.invoker.map_exception(exc, DISCOVER_METHOD) from None
+        self._openrpc = (len(self.handle), document)
         return document

@@ -58,10 +58,10 @@ class Connection:
     def __init__(
         self, transport: WebSocketTransport, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        api = transport.api
+        api = transport.handle
         assert api is not None
         self.transport = transport
-        self.api = api
+        self.handle = api
         self.scope = scope
         self.receive = receive
         self.send = send
@@ -107,7 +107,7 @@ class Connection:
         # entered and closed in this task, around every message task.
         async with AsyncExitStack() as stack:
             try:
-                self.seed = await self.api.invoker.solve_shared(
+                self.seed = await self.handle.invoker.solve_shared(
                     CallContext("websocket", self.scope), transport.handshake_dependencies(), stack
                 )
             except TetherError as error:
@@ -288,7 +288,7 @@ class Connection:
         outbox = self.outbox
         try:
             with cancel:
-                async with self.api.invoker.stream(
+                async with self.handle.invoker.stream(
                     ctx, op, params, encode=True, dependency_cache=self.seed
                 ) as items:
                     async for item in items:

@@ -291,7 +291,7 @@ async def _run_call(
     try:
         # Without dependencies the invoker never reads the context: share one.
         ctx = conn.plain_context if op.plan is None else CallContext("websocket", scope)
-        outcome = await conn.api.invoker.run(
+        outcome = await conn.handle.invoker.run(
             ctx, op, params, encode=True, dependency_cache=conn.seed
         )
         # The uuid is free again before the client can see the reply.

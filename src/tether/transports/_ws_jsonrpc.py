@@ -39,7 +39,7 @@ def handle_jsonrpc(conn: Connection, message: dict[str, Any]) -> None:
             if _cancel(conn, message):
                 return
         else:
-            op = conn.api.operations.get(method)
+            op = conn.handle.operations.get(method)
             if op is not None and op.kind == "stream" and _subscribe(conn, message, op):
                 return
     # Everything else, errors included, is answered exactly as over HTTP.

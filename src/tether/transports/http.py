@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ..operation import Operation
-    from ..registry import Tether
+    from ..transport import TransportHandle
 
 __all__ = ("HttpTransport", "encode_error", "send_outcome")
 
@@ -58,38 +58,38 @@ class HttpTransport:
     """Serves `POST/GET {prefix}/call/{name}` with the invoker, and documents each operation."""
 
     def __init__(self) -> None:
-        self.api: Tether | None = None
+        self.handle: TransportHandle | None = None
         self.app: FastAPI | None = None
 
-    def attach(self, api: Tether, app: FastAPI) -> None:
+    def attach(self, handle: TransportHandle, app: FastAPI) -> None:
         """Add the call route and one documentation route per operation to `app`."""
-        self.api = api
+        self.handle = handle
         self.app = app
         # The dispatch route comes first: documentation routes never match a request.
         app.router.routes.append(
-            Route(f"{api.prefix}/call/{{name}}", endpoint=self, include_in_schema=False)
+            Route(f"{handle.prefix}/call/{{name}}", endpoint=self, include_in_schema=False)
         )
-        for op in api:
+        for op in handle:
             self.operation_added(op)
 
     def path_of(self, op: Operation) -> str | None:
         """Return the path that calls `op` (None for a stream, which SSE serves)."""
-        if op.kind == "stream" or self.api is None:
+        if op.kind == "stream" or self.handle is None:
             return None
-        return f"{self.api.prefix}/call/{op.name}"
+        return f"{self.handle.prefix}/call/{op.name}"
 
     def operation_added(self, op: Operation) -> None:
         """Document an operation in the app's OpenAPI (streams are documented by SSE)."""
-        assert self.api is not None
+        assert self.handle is not None
         assert self.app is not None
         if op.kind == "stream":
             return
-        self.app.router.routes.extend(documentation_routes(op, self.api))
+        self.app.router.routes.extend(documentation_routes(op, self.handle))
         self.app.openapi_schema = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one HTTP call (the ASGI entry point of the call route)."""
-        api = self.api
+        api = self.handle
         assert api is not None
         body_read = False
         try:
@@ -164,7 +164,7 @@ async def send_outcome(send: Send, outcome: Outcome, *, close: bool = False) -> 
     await send({"type": "http.response.body", "body": body})
 
 
-def _target(api: Tether, scope: Scope) -> Operation:
+def _target(api: TransportHandle, scope: Scope) -> Operation:
     """Return the operation the request calls, once its method and content type fit it.
 
     Raises:

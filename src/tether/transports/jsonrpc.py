@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ..operation import Operation
-    from ..registry import Tether
+    from ..transport import TransportHandle
 
 __all__ = ("JsonRpcDispatcher", "JsonRpcReply", "JsonRpcTransport")
 
@@ -93,16 +93,16 @@ class JsonRpcTransport:
         self.path = path
         self.max_batch_size = max_batch_size
         self.max_concurrency = max_concurrency
-        self.api: Tether | None = None
+        self.handle: TransportHandle | None = None
         self.dispatcher: JsonRpcDispatcher | None = None
         """The message handler, once attached."""
 
-    def attach(self, api: Tether, app: FastAPI) -> None:
+    def attach(self, handle: TransportHandle, app: FastAPI) -> None:
         """Add the JSON-RPC endpoint, the OpenRPC document and their OpenAPI docs to `app`."""
-        endpoint = f"{api.prefix}{self.path}"
-        self.api = api
+        endpoint = f"{handle.prefix}{self.path}"
+        self.handle = handle
         self.dispatcher = JsonRpcDispatcher(
-            api,
+            handle,
             max_batch_size=self.max_batch_size,
             max_concurrency=self.max_concurrency,
             server_url=endpoint,
@@ -117,13 +117,13 @@ class JsonRpcTransport:
         routes[position:position] = [
             Route(endpoint, endpoint=self, include_in_schema=False),
             Route(
-                f"{api.prefix}/openrpc.json",
+                f"{handle.prefix}/openrpc.json",
                 endpoint=self._openrpc,
                 methods=["GET"],
                 include_in_schema=False,
             ),
         ]
-        routes.extend(documentation_routes(endpoint, f"{api.prefix}/openrpc.json"))
+        routes.extend(documentation_routes(endpoint, f"{handle.prefix}/openrpc.json"))
         app.openapi_schema = None
 
     def operation_added(self, op: Operation) -> None:
@@ -145,7 +145,7 @@ class JsonRpcTransport:
         """Answer one HTTP request carrying a JSON-RPC message (the endpoint's ASGI app)."""
         dispatcher = self.dispatcher
         assert dispatcher is not None
-        api = dispatcher.api
+        api = dispatcher.handle
         try:
             if scope["method"] != "POST":
                 raise _WrongMethod(f"{scope['method']} is not allowed; JSON-RPC uses POST")
@@ -192,7 +192,7 @@ class JsonRpcTransport:
             return CallContext("jsonrpc", scope, receive, body=body)
 
         dispatch = dispatcher.dispatch(message, make_context)
-        if _calls_no_command(message, dispatcher.api.operations):
+        if _calls_no_command(message, dispatcher.handle.operations):
             # Only queries (or nothing callable): cancelled if the client goes away. A
             # message that calls a command runs whole, its queries too: the client could
             # not know how far a half-done change went, and the items share per-batch

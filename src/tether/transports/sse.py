@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ..operation import Operation
-    from ..registry import Tether
+    from ..transport import TransportHandle
 
 __all__ = (
     "DEFAULT_HEARTBEAT",
@@ -116,41 +116,41 @@ class SseTransport:
         """The endpoint's path under the Tether prefix."""
         self.heartbeat = heartbeat
         """Seconds between two heartbeat comments."""
-        self.api: Tether | None = None
+        self.handle: TransportHandle | None = None
         self.app: FastAPI | None = None
         self.closing = False
         """True once `shutdown()` has begun: open streams end, new ones end as they start."""
         self._open: set[_Exchange] = set()
 
-    def attach(self, api: Tether, app: FastAPI) -> None:
+    def attach(self, handle: TransportHandle, app: FastAPI) -> None:
         """Add the stream route, and document every stream operation, on `app`."""
-        self.api = api
+        self.handle = handle
         self.app = app
         app.router.routes.append(
-            Route(f"{api.prefix}{self.path}/{{name}}", endpoint=self, include_in_schema=False)
+            Route(f"{handle.prefix}{self.path}/{{name}}", endpoint=self, include_in_schema=False)
         )
-        for op in api:
+        for op in handle:
             self.operation_added(op)
-        document_events(app, api, self.path)
+        document_events(app, handle, self.path)
 
     def path_of(self, op: Operation) -> str | None:
         """Return the path that streams `op` (None for a query or command)."""
-        if op.kind != "stream" or self.api is None:
+        if op.kind != "stream" or self.handle is None:
             return None
-        return f"{self.api.prefix}{self.path}/{op.name}"
+        return f"{self.handle.prefix}{self.path}/{op.name}"
 
     def operation_added(self, op: Operation) -> None:
         """Document a stream operation in the app's OpenAPI (other kinds are not SSE's)."""
-        assert self.api is not None
+        assert self.handle is not None
         assert self.app is not None
         if op.kind != "stream":
             return
-        self.app.router.routes.extend(documentation_routes(op, self.api, self.path))
+        self.app.router.routes.extend(documentation_routes(op, self.handle, self.path))
         self.app.openapi_schema = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one stream request (the ASGI entry point of the stream route)."""
-        api = self.api
+        api = self.handle
         assert api is not None
         try:
             op, params, body = await self._read_request(api, scope, receive)
@@ -190,7 +190,7 @@ class SseTransport:
             exchange.stop_for_shutdown()
 
     async def _read_request(
-        self, api: Tether, scope: Scope, receive: Receive
+        self, api: TransportHandle, scope: Scope, receive: Receive
     ) -> tuple[Operation, dict[str, Any], bytes]:
         op = api.get(scope["path_params"]["name"])
         if op.kind != "stream":
@@ -224,10 +224,10 @@ class _Exchange:
     """One open stream: the request's task pumps items; sibling tasks watch and ping."""
 
     __slots__ = (
-        "api",
         "client_gone",
         "ctx",
         "ended",
+        "handle",
         "helpers",
         "op",
         "params",
@@ -241,14 +241,14 @@ class _Exchange:
     def __init__(
         self,
         transport: SseTransport,
-        api: Tether,
+        api: TransportHandle,
         op: Operation,
         params: dict[str, Any],
         ctx: CallContext,
         send: Send,
     ) -> None:
         self.transport = transport
-        self.api = api
+        self.handle = api
         self.op = op
         self.params = params
         self.ctx = ctx
@@ -304,7 +304,7 @@ class _Exchange:
         closes the response: the error event once started, else the error to answer with
         (with the error's own headers).
         """
-        stream = self.api.invoker.stream(self.ctx, self.op, self.params, encode=True)
+        stream = self.handle.invoker.stream(self.ctx, self.op, self.params, encode=True)
         failure: TetherError | None = None
         try:
             async with stream as items:
@@ -362,7 +362,7 @@ class _Exchange:
             # The stream's own error, or a yield dependency that failed while closing
             # (logged; the client still gets the stream's error if there was one first).
             mapped = (
-                failure if exc is failure else self.api.invoker.map_exception(exc, self.op.name)
+                failure if exc is failure else self.handle.invoker.map_exception(exc, self.op.name)
             )
             reported = failure or mapped
             return error_event(reported) if self.started else reported

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ..operation import Operation
-    from ..registry import Tether
+    from ..transport import TransportHandle
 
 __all__ = (
     "CANCEL_METHOD",
@@ -125,7 +125,7 @@ class WebSocketTransport:
         self.max_batch_size = max_batch_size
         self.max_batch_concurrency = max_batch_concurrency
         self.close_timeout = close_timeout
-        self.api: Tether | None = None
+        self.handle: TransportHandle | None = None
         self.dispatcher: JsonRpcDispatcher | None = None
         """The JSON-RPC message handler (the one the HTTP endpoint uses), once attached."""
         self.origins = OriginPolicy(())
@@ -137,17 +137,17 @@ class WebSocketTransport:
         self._connections: set[Connection] = set()
         self._all_closed: anyio.Event | None = None
 
-    def attach(self, api: Tether, app: FastAPI) -> None:
+    def attach(self, handle: TransportHandle, app: FastAPI) -> None:
         """Add the WebSocket route to `app`."""
-        endpoint = f"{api.prefix}{self.path}"
-        self.api = api
+        endpoint = f"{handle.prefix}{self.path}"
+        self.handle = handle
         self.dispatcher = JsonRpcDispatcher(
-            api,
+            handle,
             max_batch_size=self.max_batch_size,
             max_concurrency=self.max_batch_concurrency,
             server_url=endpoint,
         )
-        self.origins = OriginPolicy(api.allowed_origins)
+        self.origins = OriginPolicy(handle.allowed_origins)
         # A plain Starlette route: FastAPI apps have no add_websocket_route any more. Plain
         # HTTP at the same path (any method) is told to upgrade, in tether's error envelope.
         app.router.routes.append(WebSocketRoute(endpoint, endpoint=self))
@@ -161,8 +161,8 @@ class WebSocketTransport:
         """Return the operation an envelope's `route` names (`math/sum`, `math.sum`), or None."""
         op = self._routes.get(route)
         if op is None:
-            assert self.api is not None
-            op = self.api.operations.get(operation_name(route))
+            assert self.handle is not None
+            op = self.handle.operations.get(operation_name(route))
             if op is not None and len(self._routes) < _MAX_CACHED_ROUTES:
                 self._routes[route] = op
         return op
@@ -176,12 +176,14 @@ class WebSocketTransport:
         """
         deps = self._handshake
         if deps is None:
-            assert self.api is not None
-            unique: dict[params.Depends, None] = dict.fromkeys(self.api.app_dependencies)
+            assert self.handle is not None
+            unique: dict[params.Depends, None] = dict.fromkeys(self.handle.app_dependencies)
             unique.update(
-                dict.fromkeys(d for d in self.api.dependencies if isinstance(d, ConnectionScoped))
+                dict.fromkeys(
+                    d for d in self.handle.dependencies if isinstance(d, ConnectionScoped)
+                )
             )
-            for op in self.api:
+            for op in self.handle:
                 if op.plan is not None:
                     unique.update(dict.fromkeys(op.plan.connection_scoped))
             deps = self._handshake = tuple(unique)
