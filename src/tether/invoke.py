@@ -48,8 +48,8 @@ class Invoker:
         """Object whose `dependency_overrides` apply (the FastAPI app tether is mounted on)."""
         self._shared_plans: dict[tuple[params.Depends, ...], DependencyPlan] = {}
 
-    async def run_plain(self, op: Operation, params: Params) -> bytes:
-        """Run an operation without dependencies; return its result as JSON bytes.
+    async def run_plain(self, op: Operation, params: Params, encode: bool = True) -> Any:
+        """Run an operation without dependencies; return its result (JSON bytes when `encode`).
 
         Such an operation has nothing for after the answer (no background task, no
         dependency to close, no header), so its outcome is its result alone: the hot path
@@ -67,7 +67,7 @@ class Invoker:
                 result = await op.func(**kwargs)
             else:
                 result = await self._run(op, kwargs)
-            return op.encoder.to_json(result)
+            return op.encoder.to_json(result) if encode else result
         except Exception as exc:
             raise self.map_exception(exc, op.name) from None
 
@@ -89,23 +89,19 @@ class Invoker:
         they are already closed (they saw the operation's exception) and `outcome.error`
         is the mapped error; unexpected exceptions become `InternalError`, logged once.
         """
-        try:
-            if op.plan is None and op.kind != "stream":
-                # Fast path: no dependencies, no auth, so FastAPI's solver is skipped; an
-                # async function is awaited inline (every frame counts in a batch of a hundred).
-                kwargs = op.bind(params)
-                if op.is_async:
-                    result = await op.func(**kwargs)
-                else:
-                    result = await self._run(op, kwargs)
-                return Outcome(op.name, op.encoder.to_json(result) if encode else result)
-            if op.kind == "stream":
-                raise BadRequest(
-                    f"{op.name} is a stream: read it with SSE or a WebSocket subscription",
-                    details={"operation": op.name, "kind": "stream"},
-                )
-        except Exception as exc:
-            return Outcome.failed(op.name, self.map_exception(exc, op.name))
+        if op.kind == "stream":
+            error = BadRequest(
+                f"{op.name} is a stream: read it with SSE or a WebSocket subscription",
+                details={"operation": op.name, "kind": "stream"},
+            )
+            return Outcome.failed(op.name, error)
+        if op.plan is None:
+            # No dependencies, no auth: FastAPI's solver is skipped, and the outcome is the
+            # result alone.
+            try:
+                return Outcome(op.name, await self.run_plain(op, params, encode))
+            except TetherError as error:
+                return Outcome.failed(op.name, error)
         return await self._run_with_dependencies(ctx, op, params, encode, dependency_cache)
 
     async def call(

@@ -12,12 +12,12 @@ from ._compile import compile_operation
 from ._origins import check_allowed_origins
 from .context import CallContext, in_process_scope
 from .dependencies import BatchScoped, ConnectionScoped, DependencyPlan
-from .errors import ConfigurationError, NotFound, TetherError
+from .errors import ConfigurationError, TetherError
 from .invoke import Invoker
 from .limits import DEFAULT_MAX_IN_FLIGHT, Admission
 from .operation import Kind, Operation, OperationSpec, TetherOperationOptions, get_spec, make_spec
 from .services import compile_service, service_table
-from .transport import Transport, TransportHandle, default_transports
+from .transport import Transport, TransportHandle, default_transports, find_operation
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -254,10 +254,7 @@ class Tether:
         Raises:
             NotFound: no operation has that name.
         """
-        op = self._operations.get(name)
-        if op is None:
-            raise NotFound(f"Unknown operation {name!r}", details={"operation": name})
-        return op
+        return find_operation(self._operations, name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._operations

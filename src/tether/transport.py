@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .registry import Tether
 
 __all__ = (
+    "find_operation",
     "Transport",
     "TransportFactory",
     "TransportHandle",
@@ -97,10 +98,7 @@ class TransportHandle:
         Raises:
             NotFound: no operation has that name.
         """
-        op = self.operations.get(name)
-        if op is None:
-            raise NotFound(f"Unknown operation {name!r}", details={"operation": name})
-        return op
+        return find_operation(self.operations, name)
 
     def __iter__(self) -> Iterator[Operation]:
         return iter(list(self.operations.values()))
@@ -149,3 +147,15 @@ def default_transports() -> list[Transport]:
             "no default transports are installed; import tether, or pass transports=[...]"
         )
     return list(_default_factory())
+
+
+def find_operation(operations: Mapping[str, Operation], name: str) -> Operation:
+    """Return the operation called `name` in `operations` (for `Tether` and its handle).
+
+    Raises:
+        NotFound: no operation has that name.
+    """
+    op = operations.get(name)
+    if op is None:
+        raise NotFound(f"Unknown operation {name!r}", details={"operation": name})
+    return op
