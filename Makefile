@@ -27,11 +27,14 @@ tests/%/node_modules/.installed: tests/%/package.json
 	cd tests/$* && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian packages the tests use: Chromium for browser tests (driven by playwright-core).
+# Debian packages the tests use: Chromium for browser tests (driven by playwright-core);
+# Redis and PostgreSQL, which the event tests start on free loopback ports.
 SYSTEM_STAMP := $(VENV)/.system-packages
 
 $(SYSTEM_STAMP):
 	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	test -x /usr/bin/redis-server || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 	@mkdir -p $(VENV) && touch $(SYSTEM_STAMP)
 
 test: $(STAMP) $(SYSTEM_STAMP) $(NODE_STAMPS)
@@ -68,6 +71,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/ws_bench.py
 	$(BIN)/python bench/sse_bench.py
+	$(BIN)/python bench/events_bench.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .coverage .pytest_cache .mypy_cache .ruff_cache

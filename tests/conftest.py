@@ -94,3 +94,29 @@ def live_server() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis server on a free loopback port (Debian's redis-server), for the session.
+
+    `.ci/run` starts one and passes `TETHER_TEST_REDIS_URL`; otherwise one is started here and
+    stopped by PID. A missing `redis-server` fails the tests that need it: they never skip.
+    """
+    from tests._redis_server import redis_server
+
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL (`postgresql+asyncpg://...`) of a real PostgreSQL on a free loopback port.
+
+    `.ci/run` starts a throwaway cluster and passes `TETHER_TEST_POSTGRES_URL`; otherwise one is
+    made in a temporary directory here and stopped by PID. Never skipped when missing: it fails.
+    """
+    from tests._postgres_server import postgres_server
+
+    with postgres_server() as url:
+        yield url
