@@ -14,7 +14,10 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.types import Message, Receive, Scope, Send
 
-__all__ = ("CallContext", "in_process_scope")
+__all__ = ("CALL_SCOPE_KEY", "CallContext", "in_process_scope")
+
+CALL_SCOPE_KEY = "tether.call"
+"""Key of the call's `CallContext` in the scope its dependencies are solved against."""
 
 
 async def _no_send(message: Message) -> None:
@@ -36,6 +39,7 @@ class CallContext:
     __slots__ = (
         "background",
         "body",
+        "emitted",
         "receive",
         "response",
         "scope",
@@ -73,6 +77,8 @@ class CallContext:
         invoker copies them, filtered, into the call's `Outcome`."""
         self.state: dict[str, Any] = {}
         """Free-form per-call storage for extensions."""
+        self.emitted: list[Any] | None = None
+        """Events the call emitted through its `Events` dependency (None: none asked for it)."""
 
     def request(
         self, scope: Scope | None = None, *, websocket: bool = False

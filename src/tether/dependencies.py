@@ -40,6 +40,7 @@ from .errors import ConfigurationError
 
 __all__ = (
     "USER_KEY",
+    "provide_per_call",
     "as_guard",
     "BatchScoped",
     "check_suppliable",
@@ -58,6 +59,29 @@ USER_KEY = "__tether_user__"
 _SPECIAL_TYPES = (HTTPConnection, Response, BackgroundTasks, SecurityScopes)
 _DEPENDENCY_MARKERS = (params.Depends, params.Header, params.Cookie)
 _INPUT_MARKERS = (params.Query, params.Path, params.Body)
+
+
+_PER_CALL: dict[Any, Callable[[Any], Any]] = {}
+
+
+def provide_per_call(call: Any, factory: Callable[[Any], Any]) -> None:
+    """Have tether make the value of dependency `call` itself, per call, from its `CallContext`.
+
+    The value is put in FastAPI's dependency cache before solving, on the event loop, so a
+    class dependency (which FastAPI would construct in a worker thread) costs no thread
+    hop. `Depends(call, use_cache=False)` still goes through FastAPI.
+    """
+    _PER_CALL[call] = factory
+
+
+def _cache_key(dependant: Dependant) -> Any:
+    """FastAPI's dependency-cache key of a dependant (a property before 0.14x, a function after)."""
+    key = getattr(dependant, "cache_key", None)
+    if key is not None:
+        return key
+    from fastapi.dependencies.models import _get_cache_key
+
+    return _get_cache_key(dependant=dependant)
 
 
 class BatchScoped(params.Depends):
@@ -255,6 +279,7 @@ class DependencyPlan:
         "names",
         "parameters",
         "path",
+        "per_call",
         "user",
         "wants_websocket",
     )
@@ -304,6 +329,8 @@ class DependencyPlan:
         )
         """Some dependency takes the `WebSocket` and none the `Request`: on a socket, give
         them the connection rather than a request derived from it."""
+        self.per_call: tuple[tuple[Any, Callable[[Any], Any]], ...] = _per_call_values(self)
+        """(cache key, factory) of each dependency tether makes per call (`provide_per_call`)."""
         declared = [*dependencies, *(_depends_of(p) for p in parameters)]
         self.app_dependencies: tuple[params.Depends, ...] = tuple(app_dependencies)
         """The app's own dependencies, solved once per request (batch, connection)."""
@@ -391,6 +418,19 @@ class DependencyPlan:
             del response.headers["content-length"]
             response.status_code = None  # type: ignore[assignment]
         return SolvedCall(values, response, background, cache if cache is not None else {})
+
+
+def _per_call_values(plan: DependencyPlan) -> tuple[tuple[Any, Callable[[Any], Any]], ...]:
+    found: dict[Any, Callable[[Any], Any]] = {}
+    pending = [d for d in (plan.gate, plan.dependant) if d is not None]
+    while pending:
+        dependant = pending.pop()
+        for sub in dependant.dependencies:
+            factory = _PER_CALL.get(sub.call)
+            if factory is not None and sub.use_cache:
+                found.setdefault(_cache_key(sub), factory)
+            pending.append(sub)
+    return tuple(found.items())
 
 
 def _asks_for(plan: DependencyPlan, attribute: str) -> bool:

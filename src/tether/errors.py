@@ -14,7 +14,8 @@ TetherError                  code="INTERNAL_ERROR"          status=500  jsonrpc_
 ├── RequestTimeout           code="REQUEST_TIMEOUT"         status=408  jsonrpc_code=-32008
 ├── UnsupportedMediaType     code="UNSUPPORTED_MEDIA_TYPE"  status=415  jsonrpc_code=-32015
 ├── UpgradeRequired          code="UPGRADE_REQUIRED"        status=426  jsonrpc_code=-32026
-└── TooManyRequests          code="TOO_MANY_REQUESTS"       status=429  jsonrpc_code=-32029
+├── TooManyRequests          code="TOO_MANY_REQUESTS"       status=429  jsonrpc_code=-32029
+└── ServiceUnavailable       code="SERVICE_UNAVAILABLE"     status=503  jsonrpc_code=-32053
 ConfigurationError(RuntimeError)   a developer mistake found at registration; never sent on the wire
 ```
 
@@ -47,6 +48,7 @@ __all__ = (
     "NotFound",
     "PayloadTooLarge",
     "RequestTimeout",
+    "ServiceUnavailable",
     "TetherError",
     "TooManyRequests",
     "Unauthorized",
@@ -263,6 +265,15 @@ class TooManyRequests(TetherError):
     message = "Too many requests"
 
 
+class ServiceUnavailable(TetherError):
+    """A service the call needs (the event outbox, the broker) cannot be reached; try again later."""
+
+    code = "SERVICE_UNAVAILABLE"
+    status = 503
+    jsonrpc_code = -32053
+    message = "Service unavailable"
+
+
 BUILTIN_ERRORS: tuple[type[TetherError], ...] = (
     BadRequest,
     ValidationFailed,
@@ -276,12 +287,15 @@ BUILTIN_ERRORS: tuple[type[TetherError], ...] = (
     UnsupportedMediaType,
     UpgradeRequired,
     TooManyRequests,
+    ServiceUnavailable,
     InternalError,
 )
 """Every built-in error class, in the order `docs/errors.md` renders them."""
 
 _BY_CODE = {cls.code: cls for cls in BUILTIN_ERRORS}
-_BY_STATUS = {cls.status: cls for cls in BUILTIN_ERRORS}
+# A server error raised as an `HTTPException` is answered as INTERNAL_ERROR, its detail kept
+# back: only tether itself raises SERVICE_UNAVAILABLE.
+_BY_STATUS = {cls.status: cls for cls in BUILTIN_ERRORS if cls.status < 500}
 
 
 def error_for_code(code: str) -> type[TetherError] | None:

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from .auth import check_auth
+from .context import CALL_SCOPE_KEY
 from .dependencies import DependencyPlan, scope_with_stacks
 from .errors import BadRequest, InternalError, TetherError, ValidationFailed, error_for_status
 from .outcome import Outcome, response_headers
@@ -41,11 +42,13 @@ _NO_RESULT: Any = object()
 class Invoker:
     """Runs operations: the one place that holds validation, dependencies, auth and encoding."""
 
-    __slots__ = ("_shared_plans", "overrides_provider")
+    __slots__ = ("_shared_plans", "events", "overrides_provider")
 
     def __init__(self, overrides_provider: Any = None) -> None:
         self.overrides_provider = overrides_provider
         """Object whose `dependency_overrides` apply (the FastAPI app tether is mounted on)."""
+        self.events: Any = None
+        """The event bus emitted events go to (`stage` before the answer, `release` after)."""
         self._shared_plans: dict[tuple[params.Depends, ...], DependencyPlan] = {}
 
     async def run_plain(self, op: Operation, params: Params, encode: bool = True) -> Any:
@@ -175,13 +178,19 @@ class Invoker:
             if op.auth is not None:
                 await check_auth(op.auth, ctx.user, ctx)
 
-        request = ctx.request(
-            scope_with_stacks(ctx.scope, inner, function_stack), websocket=plan.wants_websocket
-        )
+        scope = scope_with_stacks(ctx.scope, inner, function_stack)
+        scope[CALL_SCOPE_KEY] = ctx  # where an `Events` dependency finds its call
+        request = ctx.request(scope, websocket=plan.wants_websocket)
+        cache = dict(dependency_cache) if dependency_cache else None
+        if plan.per_call:
+            # Made here, on the loop (an `Events` emitter), not by FastAPI in a thread.
+            cache = cache if cache is not None else {}
+            for key, factory in plan.per_call:
+                cache[key] = factory(ctx)
         solved = await plan.solve(
             request,
             overrides_provider=self.overrides_provider or ctx.scope.get("app"),
-            dependency_cache=dict(dependency_cache) if dependency_cache else None,
+            dependency_cache=cache,
             gatekeeper=gatekeeper,
         )
         ctx.response = solved.response
@@ -221,8 +230,16 @@ class Invoker:
             raise
         if result is _NO_RESULT:
             return await self._failed(op, inner, _swallowed(op))
+        emitted = ctx.emitted
+        if emitted:
+            # After the function and its `scope="function"` dependencies, before the answer:
+            # durable events reach the outbox (a remote broker) or the call fails.
+            try:
+                await self._stage(emitted)
+            except Exception as exc:
+                return await self._failed(op, inner, exc)
         response = ctx.response
-        return Outcome(
+        outcome = Outcome(
             op.name,
             result,
             status=response.status_code if response is not None else None,
@@ -230,6 +247,15 @@ class Invoker:
             background=ctx.background,
             stack=inner,
         )
+        if emitted:
+            outcome.events = emitted
+            outcome.release = self.events.release
+        return outcome
+
+    async def _stage(self, emitted: Sequence[Any]) -> None:
+        if self.events is None:
+            raise RuntimeError("events were emitted, but this invoker has no event bus")
+        await self.events.stage(emitted)
 
     async def _failed(self, op: Operation, inner: AsyncExitStack, exc: Exception) -> Outcome:
         """Close the dependencies with the operation's exception, then map what is left."""
@@ -430,7 +456,16 @@ class OperationStream:
         if exc is None:
             await self._function_stack.aclose()
             ctx = self._ctx
-            await Outcome(self._op.name, background=ctx.background, stack=self._stack).finish()
+            outcome = Outcome(self._op.name, background=ctx.background, stack=self._stack)
+            if ctx.emitted:
+                try:
+                    await self._invoker._stage(ctx.emitted)
+                except Exception as failure:
+                    await self._close(type(failure), failure, failure.__traceback__)
+                    raise self._invoker.map_exception(failure, self._op.name) from None
+                outcome.events = ctx.emitted
+                outcome.release = self._invoker.events.release
+            await outcome.finish()
             return None
         await self._close(exc_type, exc, tb)
         return None

@@ -258,6 +258,9 @@ class Operation:
     """Inputs validate strictly: a JSON value must already have the declared type."""
     validate_query: Callable[[Any], dict[str, Any]] | None = None
     """Validates params read from a query string, when that differs from `validate_params`."""
+    message_param: str | None = None
+    """For a message handler (`@api.handler`): the parameter that receives the whole message,
+    whose model is `input_model` (its fields are the wire params)."""
 
     def bind(self, params: Mapping[str, Any] | BaseModel | None) -> dict[str, Any]:
         """Validate `params` against the input model and return the keyword arguments.
@@ -269,6 +272,8 @@ class Operation:
             if params is None:
                 params = {}
             elif isinstance(params, self.input_model):
+                if self.message_param is not None:
+                    return {self.message_param: params}
                 values = dict(params.__dict__)
                 for field_name, param_name in self.renamed.items():
                     values[param_name] = values.pop(field_name)

@@ -1,19 +1,21 @@
 """What one call produced, and the after-call work done from it, once, for every transport.
 
 The invoker turns every call into an `Outcome`: the result or the error, the status and
-response headers that dependencies set (filtered here, once), the background tasks, and
-room for the events and cache effects later issues add. A transport renders the outcome
-to its wire, sends it, then awaits `outcome.finish()` in the same task.
+response headers that dependencies set (filtered here, once), the background tasks, the
+events the call emitted, and room for the cache effects a later issue adds. A transport
+renders the outcome to its wire, sends it, then awaits `outcome.finish()` in the same task.
 
 The order is FastAPI's for yield dependencies of the default scope:
 
 - **success**: the answer is sent, then the background tasks run, then the yield
-  dependencies close. A background task can therefore still use a dependency's resource,
-  and an error raised by either cannot change an answer already sent: it is logged once,
-  with the operation's name, and never sent.
+  dependencies close, then the events the call emitted are released to the event bus (so a
+  handler sees what a dependency committed while closing). A background task can therefore
+  still use a dependency's resource, and an error raised by either cannot change an answer
+  already sent: it is logged once, with the operation's name, and never sent. If a yield
+  dependency fails while closing, the events are not released (logged).
 - **failure**: the yield dependencies close first, seeing the operation's own exception
   (FastAPI too unwinds them before its exception handler answers), and then the error is
-  sent. A failed call releases nothing: no background task runs, and no header or cookie
+  sent. A failed call releases nothing: no event, no background task runs, and no header or cookie
   that a `Response` dependency set is sent; only the error's own headers (the
   `WWW-Authenticate` of a 401, say) go with it.
 """
@@ -21,7 +23,7 @@ The order is FastAPI's for yield dependencies of the default scope:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +97,7 @@ class Outcome:
         "events",
         "headers",
         "operation",
+        "release",
         "result",
         "status",
     )
@@ -125,7 +128,9 @@ class Outcome:
         self.background = background
         """Background tasks to run after the answer is sent (never set on failure)."""
         self.events: Sequence[Any] = ()
-        """Events the call emitted, released after a successful call (empty until issue 11)."""
+        """Events the call emitted (`EventEnvelope`s), released after a successful call."""
+        self.release: Callable[[Sequence[Any]], Awaitable[None]] | None = None
+        """Releases `events` to the event bus, once the answer is sent and teardown is done."""
         self.effects: Sequence[Any] = ()
         """Cache effects the call produced, sent with the answer (empty until issue 12)."""
         self._stack = stack
@@ -143,7 +148,7 @@ class Outcome:
     @property
     def pending(self) -> bool:
         """Whether `finish()` has work to do (background tasks, or dependencies to close)."""
-        return self._stack is not None or self.background is not None
+        return self._stack is not None or self.background is not None or bool(self.events)
 
     async def close_dependencies(self) -> None:
         """Close the yield dependencies now, before the answer is sent, where a wire must.
@@ -154,7 +159,8 @@ class Outcome:
         stack = self._stack
         if stack is not None:
             self._stack = None
-            await self._close(stack, None)
+            if not await self._close(stack, None):
+                self._hold_events()
 
     async def finish(self) -> None:
         """Do the after-call work, once the answer is sent: background tasks, then teardown.
@@ -181,10 +187,35 @@ class Outcome:
             failure = exc
             raise
         finally:
-            if stack is not None:
-                await self._close(stack, failure)
+            if stack is not None and not await self._close(stack, failure):
+                self._hold_events()
+        await self._release_events()
 
-    async def _close(self, stack: AsyncExitStack, failure: BaseException | None) -> None:
+    async def _release_events(self) -> None:
+        events = self.events
+        release = self.release
+        if not events or release is None or self.error is not None:
+            return
+        self.events = ()
+        try:
+            await release(events)
+        except Exception as exc:
+            logger.error(
+                "the events of operation %r could not be released", self.operation, exc_info=exc
+            )
+
+    def _hold_events(self) -> None:
+        if self.events:
+            logger.error(
+                "operation %r: %d event(s) not released, since a yield dependency failed"
+                " while closing",
+                self.operation,
+                len(self.events),
+            )
+            self.events = ()
+
+    async def _close(self, stack: AsyncExitStack, failure: BaseException | None) -> bool:
+        """Close the dependencies; return whether they closed without an error of their own."""
         try:
             if failure is None:
                 await stack.aclose()
@@ -197,3 +228,5 @@ class Outcome:
                     self.operation,
                     exc_info=exc,
                 )
+                return False
+        return True

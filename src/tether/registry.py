@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 from fastapi import params
+from starlette.types import Scope
 
 from ._compile import compile_operation
 from ._origins import check_allowed_origins
+from .brokers import Broker, broker_from
+from .brokers.memory import MemoryBroker
 from .context import CallContext, in_process_scope
 from .dependencies import BatchScoped, ConnectionScoped, DependencyPlan
 from .errors import ConfigurationError, TetherError
+from .events.bus import EventBus, EventSettings
+from .events.handlers import compile_event_handler, compile_message_handler
+from .events.messages import Command, Event, Message, Query, R
 from .invoke import Invoker
 from .limits import DEFAULT_MAX_IN_FLIGHT, Admission
 from .operation import Kind, Operation, OperationSpec, TetherOperationOptions, get_spec, make_spec
@@ -25,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ("Tether",)
 
 F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E", bound=Event)
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 DEFAULT_BODY_TIMEOUT = 10.0
@@ -56,6 +72,12 @@ class Tether:
             WebSocket besides the request's own host; `"*"` allows any (default: none).
         strict: validate inputs strictly (no coercion: `true` is not an integer, `"1"` is
             not a number) for every operation that does not set its own `strict=`.
+        broker: how events travel: a `Broker`, `"memory://"` (one process) or
+            `"redis://host:port/db"` (Redis Streams, many processes); None: the
+            `TETHER_BROKER` environment variable, else memory.
+        outbox: makes events durable: an `Outbox`, or its database URL
+            (`"sqlite+aiosqlite:///outbox.sqlite3"`, `"postgresql+asyncpg://..."`).
+        events: the event bus's settings (concurrency, retries, limits, grace).
     """
 
     def __init__(
@@ -72,6 +94,9 @@ class Tether:
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         allowed_origins: Sequence[str] = (),
         strict: bool = False,
+        broker: Broker | str | None = None,
+        outbox: Any = None,
+        events: EventSettings | None = None,
     ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ConfigurationError(f"prefix must start with '/' and not end with one: {prefix!r}")
@@ -92,6 +117,14 @@ class Tether:
         """URL prefix of every tether endpoint."""
         self.user = user
         """The dependency that resolves the caller's user, if any."""
+        shared = DependencyPlan(
+            (), path="", dependencies=(*batch_dependencies, *connection_dependencies)
+        )
+        if shared.per_call:
+            raise ConfigurationError(
+                "batch_dependencies and connection_dependencies are shared by many calls: a"
+                " per-call dependency such as Events belongs on an operation or a service"
+            )
         self.dependencies = (
             *dependencies,
             *(_scoped(BatchScoped, d) for d in batch_dependencies),
@@ -115,12 +148,28 @@ class Tether:
         """Default input strictness of operations that do not set `strict=` themselves."""
         self.invoker = Invoker()
         """The invoker every transport calls."""
+        settings = events or EventSettings()
+        if not isinstance(settings, EventSettings):
+            raise ConfigurationError(f"events= takes EventSettings(...), not {events!r}")
+        chosen = broker_from(broker)
+        if broker is None and isinstance(chosen, MemoryBroker):
+            chosen.maxlen = settings.queue_size
+        self.events = EventBus(
+            self.invoker,
+            chosen,
+            outbox=_outbox_from(outbox),
+            settings=settings,
+            scope_for=self._event_scope,
+        )
+        """The event bus: `subscribe`, `publish`, `settle`, `stats` (see docs/events.md)."""
+        self.invoker.events = self.events
         self.app: FastAPI | None = None
         """The FastAPI app tether is mounted on, once `mount` has run."""
         self.batch_scoped = False
         """Some operation declares per-batch dependencies (set as operations register)."""
         self._operations: dict[str, Operation] = {}
         self._transports: list[Transport] = []
+        self._message_handlers: dict[type[Message], str] = {}
 
     # -- registration -------------------------------------------------------------------
 
@@ -245,6 +294,105 @@ class Tether:
                 "strict": strict,
             },
         )
+
+    # -- messages and events ------------------------------------------------------------
+
+    @overload
+    def handler(self, func: F, /) -> F: ...
+    @overload
+    def handler(self, **options: Unpack[TetherOperationOptions]) -> Callable[[F], F]: ...
+    def handler(self, func: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
+        """Register the handler of a `Command[R]` or `Query[R]`: `api.send` runs it, and it is an operation.
+
+        The message's fields are the operation's wire params; its kind follows the message
+        (a command, or a query callable with GET).
+
+        Raises:
+            ConfigurationError: not exactly one message parameter, a result type that
+                disagrees with the message's, or a message type already bound.
+        """
+
+        def register(f: F) -> F:
+            spec = make_spec("command", **options)
+            message_type, op = compile_message_handler(
+                f,
+                spec,
+                dependencies=self.dependencies,
+                user=self.user,
+                app_dependencies=self.app_dependencies,
+                tags=self.tags,
+                strict=self.strict if spec.strict is None else spec.strict,
+            )
+            bound = self._message_handlers.get(message_type)
+            if bound is not None:
+                raise ConfigurationError(
+                    f"{message_type.__name__} already has a handler: {bound!r}"
+                )
+            self._register([op])
+            self._message_handlers[message_type] = op.name
+            return f
+
+        return register if func is None else register(func)
+
+    def on(
+        self,
+        *types: type[Event],
+        group: str | None = None,
+        retries: int | None = None,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register an event handler: `@api.on(NoteCreated)`; it runs once per event, per group.
+
+        `group` names the handler group (default `EventSettings.group`): each event reaches
+        each group once, in whichever process. `retries` overrides `EventSettings.retries`.
+
+        Raises:
+            ConfigurationError: no event type, or a function that cannot take them.
+        """
+
+        def register(f: F) -> F:
+            self.events.add(
+                compile_event_handler(
+                    f,
+                    types,
+                    name=name,
+                    group=self.events.settings.group if group is None else group,
+                    retries=self.events.settings.retries if retries is None else retries,
+                )
+            )
+            return f
+
+        return register
+
+    async def send(
+        self,
+        message: Command[R] | Query[R],
+        /,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> R:
+        """Run the handler of `message` in-process and return its result, typed by the message.
+
+        As `call`: validation, dependencies and auth apply, and what follows the answer on
+        a wire (background tasks, teardown, releasing the events) is done before returning.
+
+        Raises:
+            ConfigurationError: no handler is bound to the message's type.
+            TetherError: as the handler's transports would report it.
+        """
+        name = self._message_handlers.get(type(message))
+        if name is None:
+            raise ConfigurationError(
+                f"no handler is bound to {type(message).__name__}: decorate one with @api.handler"
+            )
+        op = self._operations[name]
+        if op.plan is None:
+            return await self.invoker.call(_IN_PROCESS_CONTEXT, op, message)  # type: ignore[no-any-return]
+        ctx = CallContext("inprocess", in_process_scope(self.app, self._path_of(op), headers))
+        return await self.invoker.call(ctx, op, message)  # type: ignore[no-any-return]
+
+    def _event_scope(self, name: str) -> Scope:
+        return in_process_scope(self.app, f"{self.prefix}/events/{name}")
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -385,6 +533,23 @@ class Tether:
         # How `tether._mounted` finds this Tether again, without asking any transport.
         app.state.tether_mounted = (*getattr(app.state, "tether_mounted", ()), self)
         app.openapi_schema = None
+        self._wrap_lifespan(app)
+
+    def _wrap_lifespan(self, app: FastAPI) -> None:
+        """Run the event bus with the app: started at startup, drained at shutdown."""
+        inner = app.router.lifespan_context
+        bus = self.events
+
+        @asynccontextmanager
+        async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
+            async with inner(asgi_app) as state:
+                await bus.start()
+                try:
+                    yield state
+                finally:
+                    await bus.close()
+
+        app.router.lifespan_context = lifespan
 
     def _adopt_app_dependencies(self, app_dependencies: tuple[params.Depends, ...]) -> None:
         """Put the app's dependencies in front of every operation's gate, recompiling once."""
@@ -414,3 +579,16 @@ def _scoped(kind: type[params.Depends], depends: params.Depends) -> params.Depen
 
 
 _IN_PROCESS_CONTEXT = CallContext("inprocess", {"type": "http"})
+
+
+def _outbox_from(value: Any) -> Any:
+    """Return the outbox `Tether(outbox=...)` names: None, an `Outbox`, or its database URL."""
+    if value is None:
+        return None
+    from .events.outbox import Outbox
+
+    if isinstance(value, Outbox):
+        return value
+    if isinstance(value, str):
+        return Outbox(value)
+    raise ConfigurationError(f"outbox= takes an Outbox or a database URL, not {value!r}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from tests.typing import services_usage
+from tests.typing import events_usage, services_usage
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -109,3 +109,49 @@ async def test_services_usage_also_runs() -> None:
     assert "/api/call/admin_users.purge" in paths
     assert "/api/call/users.search" in paths
     assert "/api/call/admin_users.search" not in paths
+
+
+def test_events_usage_passes_mypy_strict_and_send_is_typed_by_the_message() -> None:
+    module = HERE / "events_usage.py"
+    completed = run_mypy(str(module.relative_to(ROOT)))
+    errors = [line for line in completed.stdout.splitlines() if ": error:" in line]
+    assert errors == []
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert revealed(completed.stdout, module.read_text()) == {
+        "note": "tests.typing.events_usage.NoteOut",
+        "found": "list[tests.typing.events_usage.NoteOut]",
+        "note.title": "str",
+        'await api.send(CreateNote(title="y"))': "tests.typing.events_usage.NoteOut",
+    }
+
+
+def test_mypy_catches_a_misused_send() -> None:
+    # The result is R, not Any; what is not a Command or Query is refused.
+    program = "\n".join(
+        [
+            "from tests.typing.events_usage import CreateNote, NoteCreated, NoteOut, api",
+            "async def wrong() -> None:",
+            "    count: int = await api.send(CreateNote(title='x'))",
+            "    await api.send(NoteCreated(note_id=1))",
+            "    await api.send(NoteOut(id=1, title='x'))",
+        ]
+    )
+    completed = run_mypy("-c", program)
+    assert completed.returncode == 1
+    errors = [line for line in completed.stdout.splitlines() if ": error:" in line]
+    assert [line.split(": error: ")[0] for line in errors] == [
+        "<string>:3",
+        "<string>:4",
+        "<string>:5",
+    ]
+    assert all('Argument 1 to "send" of "Tether"' in line for line in errors)
+    assert '"CreateNote"; expected "Command[int] | Query[int]"' in errors[0]
+    assert 'incompatible type "NoteCreated"' in errors[1]
+    assert 'incompatible type "NoteOut"' in errors[2]
+
+
+async def test_events_usage_also_runs() -> None:
+    note, found, indexed = await events_usage.main()
+    assert note == events_usage.NoteOut(id=1, title="x")
+    assert found == [note]
+    assert indexed == [1, 2]
