@@ -31,7 +31,7 @@ tests/%/node_modules/.installed: tests/%/package.json
 # Redis and PostgreSQL, which the event tests start on free loopback ports.
 SYSTEM_STAMP := $(VENV)/.system-packages
 
-$(SYSTEM_STAMP):
+$(SYSTEM_STAMP): Makefile
 	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	test -x /usr/bin/redis-server || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
