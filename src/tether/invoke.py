@@ -72,7 +72,8 @@ class Invoker:
                 result = await self._run(op, kwargs)
             return op.encoder.to_json(result) if encode else result
         except Exception as exc:
-            raise self.map_exception(exc, op.name) from None
+            mapped = self.map_exception(exc, op.name)
+            raise mapped from mapped.__cause__  # the unexpected exception behind an INTERNAL_ERROR
 
     async def run(
         self,
@@ -323,7 +324,10 @@ class Invoker:
         elif isinstance(exc, RequestValidationError):
             return ValidationFailed.from_errors(exc.errors())
         logger.error("operation %r failed with an unexpected exception", name, exc_info=exc)
-        return InternalError()
+        error = InternalError()
+        # Kept for the server's own eyes (an event handler's parked reason); never rendered.
+        error.__cause__ = exc
+        return error
 
 
 def _swallowed(op: Operation) -> RuntimeError:

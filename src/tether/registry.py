@@ -152,7 +152,8 @@ class Tether:
         if not isinstance(settings, EventSettings):
             raise ConfigurationError(f"events= takes EventSettings(...), not {events!r}")
         chosen = broker_from(broker)
-        if broker is None and isinstance(chosen, MemoryBroker):
+        if not isinstance(broker, Broker) and isinstance(chosen, MemoryBroker):
+            # A memory broker tether made itself (None, "memory://") holds `queue_size`.
             chosen.maxlen = settings.queue_size
         self.events = EventBus(
             self.invoker,

@@ -877,3 +877,28 @@ async def test_a_durable_event_without_an_outbox_fails_the_call(
         and "'Durable' is durable=True, but this Tether has no outbox" in str(error)
         for error in logged_errors(caplog)
     )
+
+
+async def test_the_parked_reason_and_the_log_name_the_handlers_own_exception(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The client-facing mapping (INTERNAL_ERROR) hides the cause; dead letters must not.
+    api, _ = note_api(broker=MemoryBroker(), events=quick(retries=1))
+
+    @api.on(NoteCreated)
+    async def broken(event: NoteCreated) -> None:
+        raise KeyError("the index is gone")
+
+    with caplog.at_level(logging.WARNING, logger="tether"):
+        await api.send(CreateNote(title="4"))
+        await api.events.settle()
+    broker = api.events.broker
+    assert isinstance(broker, MemoryBroker)
+    (parked,) = broker.parked(api.events.stream)
+    reason = orjson.loads(parked.data)["reason"]
+    assert "KeyError: 'the index is gone'" in reason
+    assert any(
+        "KeyError: 'the index is gone'" in m and "retry 1 of 1" in m
+        for m in messages(caplog, logging.WARNING)
+    )
+    assert any("KeyError: 'the index is gone'" in m and "parked" in m for m in messages(caplog))

@@ -242,13 +242,17 @@ class EventBus:
         """
         await self.start()
         wake = False
+        full: BrokerFull | None = None
         for envelope in envelopes:
             if self._durable(envelope.event):
                 wake = True
             elif self._local:
                 try:
+                    if full is not None:
+                        raise full  # waited once already for this call: the rest go too
                     await self.broker.publish(self.stream, envelope.encode())
                 except BrokerFull as exc:
+                    full = exc
                     self.stats.dropped += 1
                     logger.error(
                         "event %s %s dropped: %s",
@@ -571,6 +575,7 @@ class EventBus:
             if outcome.error is None:
                 self.stats.handled += 1
                 return True
+            failure = _describe(outcome.error)
             if attempt >= handler.retries or ctx.state.get(LOOP_STATE_KEY):
                 self.stats.failed += 1
                 logger.error(
@@ -579,9 +584,9 @@ class EventBus:
                     type(event).event_type,
                     event_id,
                     attempt + 1,
-                    outcome.error,
+                    failure,
                 )
-                await self._park(entry, f"handler {handler.name!r} failed: {outcome.error}")
+                await self._park(entry, f"handler {handler.name!r} failed: {failure}")
                 return False
             attempt += 1
             self.stats.retried += 1
@@ -591,7 +596,7 @@ class EventBus:
                 handler.name,
                 type(event).event_type,
                 event_id,
-                outcome.error,
+                failure,
                 attempt,
                 handler.retries,
                 delay,
@@ -605,3 +610,11 @@ class EventBus:
             await self.broker.park(self.stream, entry, reason)
         except BrokerError as exc:
             logger.error("events: entry %s could not be parked (%s); it is lost", entry.id, exc)
+
+
+def _describe(error: BaseException) -> str:
+    """A handler's failure in words: the unexpected exception behind an INTERNAL_ERROR, if any."""
+    cause = error.__cause__
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"
+    return f"{type(error).__name__}: {error}"
