@@ -388,7 +388,9 @@ class Tether:
             )
         op = self._operations[name]
         if op.plan is None:
-            return await self.invoker.call(_IN_PROCESS_CONTEXT, op, message)  # type: ignore[no-any-return]
+            # Nothing to do after the call (no dependency can emit, schedule or close):
+            # the result alone, as a JSON-RPC batch item takes it.
+            return await self.invoker.run_plain(op, message, False)  # type: ignore[no-any-return]
         ctx = CallContext("inprocess", in_process_scope(self.app, self._path_of(op), headers))
         return await self.invoker.call(ctx, op, message)  # type: ignore[no-any-return]
 
@@ -439,9 +441,9 @@ class Tether:
             TetherError: as the operation's transports would report it.
         """
         op = self.get(name)
-        if op.plan is None:
-            # No dependencies: no request scope to build.
-            return await self.invoker.call(_IN_PROCESS_CONTEXT, op, params)
+        if op.plan is None and op.kind != "stream":
+            # No dependencies: no request scope to build, and nothing after the call.
+            return await self.invoker.run_plain(op, params, False)
         ctx = CallContext("inprocess", in_process_scope(self.app, self._path_of(op), headers))
         return await self.invoker.call(ctx, op, params)
 
@@ -578,8 +580,6 @@ def _scoped(kind: type[params.Depends], depends: params.Depends) -> params.Depen
         return depends
     return kind(dependency=depends.dependency, use_cache=depends.use_cache)
 
-
-_IN_PROCESS_CONTEXT = CallContext("inprocess", {"type": "http"})
 
 
 def _outbox_from(value: Any) -> Any:

@@ -494,3 +494,23 @@ def test_bad_settings_are_refused() -> None:
     assert repr(RedisBroker("unix:///run/redis.sock", maxlen=5)) == (
         "RedisBroker('/run/redis.sock', maxlen=5)"
     )
+
+
+async def test_publish_many_is_one_pipeline_in_order(redis_url: str) -> None:
+    broker = RedisBroker(redis_url)
+    stream = f"many-{uuid.uuid4().hex}"
+    try:
+        ids = await broker.publish_many(stream, [b"a", b"b", b"c"])
+        assert len(ids) == 3
+        assert ids == sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
+        assert await broker.publish_many(stream, [b"d"]) != []
+        assert await broker.publish_many(stream, []) == []
+        client = Redis.from_url(redis_url)
+        try:
+            entries = await client.xrange(stream)
+        finally:
+            await client.aclose()
+        assert [fields[b"d"] for _, fields in entries] == [b"a", b"b", b"c", b"d"]
+        assert [entry_id.decode() for entry_id, _ in entries][:3] == ids
+    finally:
+        await broker.close()

@@ -17,7 +17,7 @@ many processes) implement it; events use it now, and live push will use the same
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 __all__ = ("Broker", "BrokerError", "BrokerFull", "BrokerUnavailable", "Entry")
@@ -63,6 +63,15 @@ class Broker(ABC):
             BrokerUnavailable: the broker cannot be reached (within its timeout).
             BrokerFull: a bounded in-process stream stayed full past its wait.
         """
+
+    async def publish_many(self, stream: str, items: Sequence[bytes]) -> list[str]:
+        """Append several entries to `stream`, in order (one round trip where the broker can).
+
+        Raises:
+            BrokerUnavailable: the broker cannot be reached (within its timeout).
+            BrokerFull: a bounded in-process stream stayed full past its wait.
+        """
+        return [await self.publish(stream, data) for data in items]
 
     @abstractmethod
     def subscribe(self, stream: str, *, since: str | None = None) -> AsyncIterator[Entry]:

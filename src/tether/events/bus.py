@@ -28,6 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.abc
 from pydantic import ValidationError
 
 from .._runtime import BackgroundTask, runner_token, spawn
@@ -223,17 +224,15 @@ class EventBus:
             self.stats.published += len(durable)
         if not self._local and len(durable) < len(envelopes):
             await self.start()
-            for envelope in envelopes:
-                if envelope in durable:
-                    continue
-                try:
-                    await self.broker.publish(self.stream, envelope.encode())
-                except BrokerError as exc:
-                    raise ServiceUnavailable(
-                        "the event broker is unavailable: the call's events were not published",
-                        details={"reason": str(exc)},
-                    ) from None
-                self.stats.published += 1
+            direct = [e.encode() for e in envelopes if e not in durable]
+            try:
+                await self.broker.publish_many(self.stream, direct)
+            except BrokerError as exc:
+                raise ServiceUnavailable(
+                    "the event broker is unavailable: the call's events were not published",
+                    details={"reason": str(exc)},
+                ) from None
+            self.stats.published += len(direct)
 
     async def release(self, envelopes: Sequence[EventEnvelope]) -> None:
         """Deliver a successful call's events *after* its answer (in-process), or wake the relay.
@@ -445,13 +444,22 @@ class EventBus:
     # -- consuming --------------------------------------------------------------------------
 
     async def _consume(self, group: str) -> None:
-        """Read the group's entries and handle up to `concurrency` at once, forever."""
+        """Read the group's entries and hand them to `concurrency` workers, forever.
+
+        A fixed pool of workers, not a task per entry: starting a task costs more than
+        most handlers. The reader reads no more than there are idle workers, so at most
+        `concurrency` entries are in hand at once.
+        """
         settings = self.settings
-        limiter = anyio.Semaphore(settings.concurrency)
         failures = 0
         next_reclaim = anyio.current_time() + settings.reclaim_after / 2
-        async with anyio.create_task_group() as tasks:
+        send, receive = anyio.create_memory_object_stream[Entry](0)
+        busy = [0]
+        async with anyio.create_task_group() as workers, send, receive:
+            for _ in range(settings.concurrency):
+                workers.start_soon(self._work, group, receive, busy)
             while True:
+                idle = max(1, settings.concurrency - busy[0])
                 try:
                     entries: list[Entry] = []
                     if not self._local and anyio.current_time() >= next_reclaim:
@@ -461,15 +469,11 @@ class EventBus:
                             group,
                             self.consumer,
                             min_idle=settings.reclaim_after,
-                            count=max(1, limiter.value),
+                            count=idle,
                         )
                     if not entries:
                         entries = await self.broker.read_group(
-                            self.stream,
-                            group,
-                            self.consumer,
-                            count=max(1, limiter.value),
-                            block=1.0,
+                            self.stream, group, self.consumer, count=idle, block=1.0
                         )
                     failures = 0
                 except BrokerError as exc:
@@ -484,34 +488,41 @@ class EventBus:
                     await anyio.sleep(delay)
                     continue
                 for entry in entries:
-                    await limiter.acquire()
                     self._active += 1
-                    tasks.start_soon(self._handle_entry, group, entry, limiter)
+                    busy[0] += 1
+                    await send.send(entry)  # waits for an idle worker
 
-    async def _handle_entry(self, group: str, entry: Entry, limiter: anyio.Semaphore) -> None:
+    async def _work(
+        self, group: str, receive: anyio.abc.ObjectReceiveStream[Entry], busy: list[int]
+    ) -> None:
+        """One worker of a group: handles the entries the reader hands it, one at a time."""
+        async for entry in receive:
+            try:
+                await self._handle_entry(group, entry)
+            finally:
+                self._active -= 1
+                busy[0] -= 1
+
+    async def _handle_entry(self, group: str, entry: Entry) -> None:
         try:
-            try:
-                await self._deliver(group, entry)
-            except Exception as exc:
-                # The outbox (processed ids) or the broker failed around the handlers: the
-                # entry stays unacknowledged, to come again (reclaimed, or sent again by the
-                # outbox relay), and the group goes on.
-                logger.error(
-                    "events: entry %s of group %r could not be handled; it stays pending",
-                    entry.id,
-                    group,
-                    exc_info=exc,
-                )
-                return
-            try:
-                await self.broker.ack(self.stream, group, entry.id)
-            except BrokerError as exc:
-                logger.warning(
-                    "events: could not acknowledge entry %s (%s); it may come again", entry.id, exc
-                )
-        finally:
-            self._active -= 1
-            limiter.release()
+            await self._deliver(group, entry)
+        except Exception as exc:
+            # The outbox (processed ids) or the broker failed around the handlers: the entry
+            # stays unacknowledged, to come again (reclaimed, or sent again by the outbox
+            # relay), and the group goes on.
+            logger.error(
+                "events: entry %s of group %r could not be handled; it stays pending",
+                entry.id,
+                group,
+                exc_info=exc,
+            )
+            return
+        try:
+            await self.broker.ack(self.stream, group, entry.id)
+        except BrokerError as exc:
+            logger.warning(
+                "events: could not acknowledge entry %s (%s); it may come again", entry.id, exc
+            )
 
     async def _deliver(self, group: str, entry: Entry) -> None:
         try:
