@@ -581,7 +581,6 @@ def _scoped(kind: type[params.Depends], depends: params.Depends) -> params.Depen
     return kind(dependency=depends.dependency, use_cache=depends.use_cache)
 
 
-
 def _outbox_from(value: Any) -> Any:
     """Return the outbox `Tether(outbox=...)` names: None, an `Outbox`, or its database URL."""
     if value is None:
