@@ -217,9 +217,10 @@ class EventBus:
                     [(str(e.event.event_id), self.stream, e.encode()) for e in durable]
                 )
             except OutboxUnavailable as exc:
+                # The cause (a path, a host) is the server's: logged, never sent.
+                logger.error("events: the outbox cannot be written: %s", exc)
                 raise ServiceUnavailable(
-                    "the event outbox cannot be written: the call was not completed",
-                    details={"reason": str(exc)},
+                    "the event outbox cannot be written: the call was not completed"
                 ) from None
             self.stats.published += len(durable)
         if not self._local and len(durable) < len(envelopes):
@@ -228,9 +229,9 @@ class EventBus:
             try:
                 await self.broker.publish_many(self.stream, direct)
             except BrokerError as exc:
+                logger.error("events: the broker cannot take a call's events: %s", exc)
                 raise ServiceUnavailable(
-                    "the event broker is unavailable: the call's events were not published",
-                    details={"reason": str(exc)},
+                    "the event broker is unavailable: the call's events were not published"
                 ) from None
             self.stats.published += len(direct)
 
