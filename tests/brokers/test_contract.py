@@ -216,3 +216,20 @@ async def test_close_ends_subscriptions(make: Any) -> None:
             await anyio.sleep(0.1)
             await broker.close()
             await ended.wait()
+
+
+async def test_position_is_a_since_that_misses_nothing_after_it(broker: Broker) -> None:
+    stream = fresh()
+    before = await broker.position(stream)  # a stream with no entry yet
+    first = await broker.publish(stream, b"one")
+    at = await broker.position(stream)
+    assert at == first
+    await broker.publish(stream, b"two")
+    for since, expected in ((before, [b"one", b"two"]), (at, [b"two"])):
+        entries = broker.subscribe(stream, since=since)
+        try:
+            got = [await next_entry(entries) for _ in expected]
+        finally:
+            await entries.aclose()  # type: ignore[attr-defined]
+        assert [entry.data for entry in got] == expected
+        assert not any(entry.resync for entry in got)

@@ -14,6 +14,7 @@ from contextlib import aclosing
 from typing import Annotated, Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import orjson
 import pytest
@@ -35,7 +36,7 @@ from tether import (
 )
 from tether.brokers import MemoryBroker
 from tether.errors import ConfigurationError
-from tether.events import Command, Event, EventLoopError, Events
+from tether.events import Command, Event, EventLoopError, Events, SubscriptionOverflow
 from tether.events.bus import EVENTS_STREAM
 
 
@@ -619,30 +620,65 @@ async def test_a_stream_operation_forwards_subscribed_events() -> None:
     assert got == [8, 9]
 
 
-async def test_a_subscriber_that_falls_behind_skips_what_it_missed(
+async def test_a_subscriber_that_falls_behind_is_dropped_and_the_others_go_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    api = Tether(broker=MemoryBroker(maxlen=2), events=quick())
-    async with aclosing(api.events.subscribe(NoteCreated)) as events:
+    api = Tether(events=quick(subscriber_queue=2))
+    slow_events = api.events.subscribe(NoteCreated)
+    fast_events = api.events.subscribe(NoteCreated)
+    async with aclosing(slow_events) as slow, aclosing(fast_events) as fast:
         got: list[int] = []
+        fast_got: list[int] = []
 
-        async def first() -> None:
-            got.append((await anext(events)).note_id)
+        async def first(events: Any, into: list[int]) -> None:
+            into.append((await anext(events)).note_id)
 
-        with anyio.fail_after(5):
+        with anyio.fail_after(5), caplog.at_level(logging.WARNING, logger="tether"):
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(first)
+                tasks.start_soon(first, slow, got)
+                tasks.start_soon(first, fast, fast_got)
                 await anyio.wait_all_tasks_blocked()
                 await api.events.publish(NoteCreated(note_id=0))
-            for n in range(1, 6):  # not read: the ring of 2 loses some
+            for n in range(1, 6):  # the slow one reads none of these: its queue holds 2
                 await api.events.publish(NoteCreated(note_id=n))
-            with caplog.at_level(logging.WARNING, logger="tether"):
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(first)
-                    await anyio.wait_all_tasks_blocked()
-                    await api.events.publish(NoteCreated(note_id=6))
-    assert got == [0, 6]
-    assert any("fell behind" in m for m in messages(caplog, logging.WARNING))
+                await first(fast, fast_got)  # the fast one keeps up
+            # What was queued before the drop is still read, then the overflow is raised.
+            got.extend([(await anext(slow)).note_id, (await anext(slow)).note_id])
+            with pytest.raises(SubscriptionOverflow, match="subscriber_queue"):
+                await anext(slow)
+            await api.events.publish(NoteCreated(note_id=6))
+            await first(fast, fast_got)
+    assert got == [0, 1, 2]
+    assert fast_got == [0, 1, 2, 3, 4, 5, 6]
+    assert any("was dropped" in m for m in messages(caplog, logging.WARNING))
+
+
+async def test_subscribers_share_one_reader_of_the_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = Tether(events=quick())
+    opened: list[str | None] = []
+    subscribe = api.events.broker.subscribe
+
+    def counting(stream: str, *, since: str | None = None) -> Any:
+        opened.append(since)
+        return subscribe(stream, since=since)
+
+    monkeypatch.setattr(api.events.broker, "subscribe", counting)
+    readers = [api.events.subscribe(NoteCreated) for _ in range(5)]
+    got: list[list[int]] = [[] for _ in readers]
+
+    async def read(index: int) -> None:
+        got[index].append((await anext(readers[index])).note_id)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            for index in range(len(readers)):
+                tasks.start_soon(read, index)
+            await anyio.wait_all_tasks_blocked()
+            await api.events.publish(NoteCreated(note_id=7))
+        for reader in readers:
+            await reader.aclose()
+    assert got == [[7]] * 5
+    assert opened == ["0"]  # one reader, positioned where the stream stood
 
 
 def test_event_settings_are_checked() -> None:

@@ -74,6 +74,14 @@ class Broker(ABC):
         return [await self.publish(stream, data) for data in items]
 
     @abstractmethod
+    async def position(self, stream: str) -> str:
+        """Return the id of `stream`'s newest entry, a `since=` that misses nothing published after now.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be reached (within its timeout).
+        """
+
+    @abstractmethod
     def subscribe(self, stream: str, *, since: str | None = None) -> AsyncIterator[Entry]:
         """Iterate every entry published to `stream` from now on, in order (fan-out).
 

@@ -156,6 +156,10 @@ class MemoryBroker(Broker):
             group.cursor < oldest for group in state.groups.values()
         )
 
+    async def position(self, stream: str) -> str:
+        """Return the id of the stream's newest entry ("0" before the first)."""
+        return str(self._stream(stream).head)
+
     async def subscribe(self, stream: str, *, since: str | None = None) -> AsyncIterator[Entry]:
         """Iterate entries published from now on (or after `since`), with a resync entry on a gap."""
         state = self._stream(stream)

@@ -371,6 +371,15 @@ class RedisBroker(Broker):
             self._subscribers.discard(reader)
             await reader.aclose()
 
+    async def position(self, stream: str) -> str:
+        """Return the stream's last generated id (`0-0` before the first entry).
+
+        Raises:
+            BrokerUnavailable: Redis did not answer within `timeout` seconds.
+        """
+        client, _ = self._started()
+        return await self._call(self._latest(client, stream), "XINFO")
+
     async def _server_id(self, client: Redis) -> str:
         """The run id of the Redis server behind `client` (a restarted server has a new one)."""
         info = await self._call(client.info("server"), "INFO")

@@ -5,7 +5,12 @@ an `Event` is emitted by a call (`events: Events = Depends()`, `events.emit(...)
 released when the call succeeds, and handled by every `@api.on(...)` handler of its type.
 """
 
-from .bus import EventBus as EventBus, EventSettings as EventSettings, EventStats as EventStats
+from .bus import (
+    EventBus as EventBus,
+    EventSettings as EventSettings,
+    EventStats as EventStats,
+    SubscriptionOverflow as SubscriptionOverflow,
+)
 from .emitter import EventLoopError as EventLoopError, Events as Events
 from .messages import Command as Command, Event as Event, Message as Message, Query as Query
 
@@ -19,4 +24,5 @@ __all__ = (
     "Events",
     "Message",
     "Query",
+    "SubscriptionOverflow",
 )

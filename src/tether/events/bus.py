@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import ValidationError
 
 from .._runtime import BackgroundTask, runner_token, spawn
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
     from ..invoke import Invoker
 
-__all__ = ("EVENTS_STREAM", "EventBus", "EventSettings", "EventStats")
+__all__ = ("EVENTS_STREAM", "EventBus", "EventSettings", "EventStats", "SubscriptionOverflow")
 
 logger = logging.getLogger("tether")
 
@@ -77,9 +78,11 @@ class EventSettings:
     """Seconds shutdown waits for queued events to be handled."""
     reclaim_after: float = 30.0
     """Seconds after which a group takes over events a dead consumer left pending."""
+    subscriber_queue: int = 1000
+    """Events an `api.events.subscribe` reader may leave unread before it is dropped."""
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "queue_size", "max_depth"):
+        for name in ("concurrency", "queue_size", "max_depth", "subscriber_queue"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"EventSettings.{name} must be at least 1")
         if self.retries < 0:
@@ -87,6 +90,21 @@ class EventSettings:
         for name in ("backoff", "max_backoff", "grace", "reclaim_after"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"EventSettings.{name} must not be negative")
+
+
+class SubscriptionOverflow(RuntimeError):
+    """An `api.events.subscribe` reader left more events unread than its queue holds, and was dropped."""
+
+
+class _Subscriber:
+    """One reader of `subscribe`: the type names it wants, and its bounded queue."""
+
+    __slots__ = ("dropped", "names", "send")
+
+    def __init__(self, names: set[str], send: MemoryObjectSendStream[Event]) -> None:
+        self.names = names
+        self.send = send
+        self.dropped = False
 
 
 @dataclass(slots=True)
@@ -147,6 +165,8 @@ class EventBus:
         self._active = 0
         self._unready: set[str] = set()
         self._handling: dict[tuple[str, str], anyio.Event] = {}
+        self._subscribers: set[_Subscriber] = set()
+        self._feed_lock: anyio.Lock | None = None
 
     # -- registration -------------------------------------------------------------------
 
@@ -284,45 +304,97 @@ class EventBus:
     async def subscribe(self, *types: type[E]) -> AsyncIterator[E]:
         """Iterate events of the given types (all, if none) published from now on, from every process.
 
-        Meant for a `@api.stream` that forwards events to SSE and WebSocket clients. A
-        subscriber that falls behind the stream's bounded history skips what it missed
-        (logged); an entry that does not decode is skipped (logged).
+        Meant for a `@api.stream` that forwards events to SSE and WebSocket clients. Every
+        subscriber of this process shares one reader of the broker (one Redis connection),
+        which hands each one the events it wants through a bounded queue
+        (`EventSettings.subscriber_queue`). A subscriber that leaves its queue full is
+        dropped: its iteration raises `SubscriptionOverflow`, and the others go on.
+
+        Raises:
+            SubscriptionOverflow: this subscriber fell too far behind.
         """
         for event_type in types:
             self.know(event_type)
         names = {event_type.event_type for event_type in types}
         await self.start()
-        entries = self.broker.subscribe(self.stream)
+        send, receive = anyio.create_memory_object_stream[Event](self.settings.subscriber_queue)
+        subscriber = _Subscriber(names, send)
+        # Registered before the feed takes its position: nothing published after this call
+        # began is missed.
+        self._subscribers.add(subscriber)
+        try:
+            await self._ensure_feed()
+            async with receive:
+                async for event in receive:
+                    yield event  # type: ignore[misc]
+            if subscriber.dropped:
+                raise SubscriptionOverflow(
+                    f"this subscriber left {self.settings.subscriber_queue} events unread"
+                    " (EventSettings.subscriber_queue) and was dropped"
+                )
+        finally:
+            self._subscribers.discard(subscriber)
+            send.close()
+
+    async def _ensure_feed(self) -> None:
+        """Start this process's one reader of the events stream, unless it runs."""
+        lock = self._feed_lock
+        assert lock is not None
+        async with lock:
+            feed = self._tasks.get("feed")
+            if feed is not None and not feed.done:
+                return
+            since = await self.broker.position(self.stream)
+            self._tasks["feed"] = spawn("events: subscribers' feed", partial(self._feed, since))
+
+    async def _feed(self, since: str) -> None:
+        """Read the events stream from `since` and hand each event to the subscribers that want it."""
+        entries = self.broker.subscribe(self.stream, since=since)
         try:
             async for entry in entries:
                 if entry.resync:
-                    logger.warning("an events subscriber fell behind; it skipped some events")
+                    logger.warning("events: the subscribers' feed fell behind; events were skipped")
                     continue
-                event = self._decode(entry, names)
-                if event is not None:
-                    yield event  # type: ignore[misc]
+                if not self._subscribers:
+                    continue
+                self._hand_out(entry)
         finally:
-            # Closed now, in this task, not by the garbage collector.
             aclose = getattr(entries, "aclose", None)
             if aclose is not None:
                 await aclose()
+            # The feed ended (the broker closed): so do the subscriptions.
+            for subscriber in list(self._subscribers):
+                subscriber.send.close()
 
-    def _decode(self, entry: Entry, names: set[str]) -> Event | None:
+    def _hand_out(self, entry: Entry) -> None:
         try:
             parsed = EventEnvelope.peek(entry.data)
         except ValueError:
             logger.warning("events: entry %s of %r is not an event; skipped", entry.id, self.stream)
-            return None
-        if names and parsed["type"] not in names:
-            return None
-        event_type = self._types.get(parsed["type"])
-        if event_type is None:
-            return None
+            return
+        name = parsed["type"]
+        wanted = [s for s in self._subscribers if not s.names or name in s.names]
+        event_type = self._types.get(name)
+        if not wanted or event_type is None:
+            return
         try:
-            return event_type.model_validate(parsed["event"])
+            event = event_type.model_validate(parsed["event"])
         except ValidationError as exc:
-            logger.warning("events: entry %s is not a valid %s: %s", entry.id, parsed["type"], exc)
-            return None
+            logger.warning("events: entry %s is not a valid %s: %s", entry.id, name, exc)
+            return
+        for subscriber in wanted:
+            try:
+                subscriber.send.send_nowait(event)
+            except anyio.WouldBlock:
+                subscriber.dropped = True
+                subscriber.send.close()
+                self._subscribers.discard(subscriber)
+                logger.warning(
+                    "events: a subscriber left %d events unread and was dropped",
+                    self.settings.subscriber_queue,
+                )
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.discard(subscriber)
 
     # -- running --------------------------------------------------------------------------
 
@@ -348,6 +420,8 @@ class EventBus:
         self._active = 0
         self._unready = set()
         self._handling = {}
+        self._subscribers = set()
+        self._feed_lock = anyio.Lock()
         started = self._started = anyio.Event()
         try:
             await self.broker.start()
