@@ -73,13 +73,15 @@ class Broker(ABC):
         """
         return [await self.publish(stream, data) for data in items]
 
-    @abstractmethod
     async def position(self, stream: str) -> str:
         """Return the id of `stream`'s newest entry, a `since=` that misses nothing published after now.
+
+        `api.events.subscribe` needs it; a broker used only by handler groups may leave it out.
 
         Raises:
             BrokerUnavailable: the broker cannot be reached (within its timeout).
         """
+        raise NotImplementedError(f"{type(self).__name__} does not implement position()")
 
     @abstractmethod
     def subscribe(self, stream: str, *, since: str | None = None) -> AsyncIterator[Entry]:

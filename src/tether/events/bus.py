@@ -55,6 +55,9 @@ E = TypeVar("E", bound=Event)
 EVENTS_STREAM = "tether.events"
 """The broker stream events travel on."""
 
+_ACK_BATCH = 64
+"""Handled entries acknowledged together under load (one XACK for many)."""
+
 
 @dataclass(frozen=True, slots=True)
 class EventSettings:
@@ -530,10 +533,17 @@ class EventBus:
         next_reclaim = anyio.current_time() + settings.reclaim_after / 2
         send, receive = anyio.create_memory_object_stream[Entry](0)
         busy = [0]
+        done: list[str] = []
         async with anyio.create_task_group() as workers, send, receive:
             for _ in range(settings.concurrency):
-                workers.start_soon(self._work, group, receive, busy)
+                workers.start_soon(self._work, group, receive, busy, done)
             while True:
+                if done:
+                    # Also here, at least once a `block` second: handled entries never wait
+                    # long for their acknowledgement behind a slow handler.
+                    ids = done[:]
+                    done.clear()
+                    await self._ack(group, ids)
                 idle = max(1, settings.concurrency - busy[0])
                 try:
                     entries: list[Entry] = []
@@ -568,17 +578,45 @@ class EventBus:
                     await send.send(entry)  # waits for an idle worker
 
     async def _work(
-        self, group: str, receive: anyio.abc.ObjectReceiveStream[Entry], busy: list[int]
+        self,
+        group: str,
+        receive: anyio.abc.ObjectReceiveStream[Entry],
+        busy: list[int],
+        done: list[str],
     ) -> None:
-        """One worker of a group: handles the entries the reader hands it, one at a time."""
+        """One worker of a group: handles the entries the reader hands it, one at a time.
+
+        Handled entries are acknowledged together (`done`, shared by the group's workers):
+        at once when the group is idle, else by 64, so that a remote broker gets one XACK
+        for many entries under load.
+        """
         async for entry in receive:
             try:
-                await self._handle_entry(group, entry)
+                if await self._handle_entry(group, entry):
+                    done.append(entry.id)
             finally:
-                self._active -= 1
                 busy[0] -= 1
+                try:
+                    if done and (self._local or busy[0] == 0 or len(done) >= _ACK_BATCH):
+                        ids = done[:]
+                        done.clear()
+                        await self._ack(group, ids)
+                finally:
+                    self._active -= 1
 
-    async def _handle_entry(self, group: str, entry: Entry) -> None:
+    async def _ack(self, group: str, ids: Sequence[str]) -> None:
+        try:
+            await self.broker.ack(self.stream, group, *ids)
+        except BrokerError as exc:
+            logger.warning(
+                "events: could not acknowledge %d entries of group %r (%s); they may come again",
+                len(ids),
+                group,
+                exc,
+            )
+
+    async def _handle_entry(self, group: str, entry: Entry) -> bool:
+        """Deliver an entry to its group's handlers; return whether to acknowledge it."""
         try:
             await self._deliver(group, entry)
         except Exception as exc:
@@ -591,13 +629,8 @@ class EventBus:
                 group,
                 exc_info=exc,
             )
-            return
-        try:
-            await self.broker.ack(self.stream, group, entry.id)
-        except BrokerError as exc:
-            logger.warning(
-                "events: could not acknowledge entry %s (%s); it may come again", entry.id, exc
-            )
+            return False
+        return True
 
     async def _deliver(self, group: str, entry: Entry) -> None:
         try:
