@@ -20,7 +20,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tests._processes import free_port, stop_pid
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -40,12 +41,6 @@ _servers: dict[Path, subprocess.Popen[bytes]] = {}
 
 class PostgresUnavailable(RuntimeError):
     """Debian's PostgreSQL binaries are missing, or the throwaway cluster would not start."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def bin_dir() -> Path:
@@ -108,7 +103,7 @@ def start(directory: Path) -> str:
         )
     if initdb.returncode != 0:
         raise PostgresUnavailable(f"initdb failed:\n{log.read_text(errors='replace')[-2000:]}")
-    port = _free_port()
+    port = free_port()
     with open(log, "ab") as out:
         # Durability of a throwaway cluster does not matter: fsync off keeps the tests quick.
         server = subprocess.Popen(
@@ -170,39 +165,9 @@ def start(directory: Path) -> str:
         time.sleep(0.1)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (our own exited child not yet reaped) counts as gone.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 def _stop_pid(pid: int) -> None:
     """SIGINT (PostgreSQL's fast shutdown), then SIGKILL if it lingers."""
-    for sig, wait in ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            _reap(pid)
-            if not _alive(pid):
-                return
-            time.sleep(0.05)
+    stop_pid(pid, signal.SIGINT, STOP_TIMEOUT)
 
 
 def stop(directory: Path) -> None:

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests._processes import free_port, stop_pid as _stop
+
 REDIS_SERVER = "/usr/bin/redis-server"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
@@ -37,12 +39,6 @@ STOP_TIMEOUT = 5.0
 
 class RedisUnavailable(RuntimeError):
     """Debian's redis-server is missing, or it would not start."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ping(port: int, timeout: float = 0.5) -> bool:
@@ -55,40 +51,9 @@ def ping(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (our own exited child not yet reaped) counts as gone.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 def stop_pid(pid: int) -> None:
     """SIGTERM (and SIGCONT, in case it is paused), then SIGKILL if it lingers."""
-    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
-        try:
-            os.kill(pid, sig)
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            _reap(pid)
-            if not _alive(pid):
-                return
-            time.sleep(0.02)
+    _stop(pid, signal.SIGTERM, STOP_TIMEOUT, poll=0.02)
 
 
 class RedisServer:
@@ -99,7 +64,7 @@ class RedisServer:
     """
 
     def __init__(self, *, port: int | None = None, persistent: bool = False) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.persistent = persistent
         self.directory = Path(tempfile.mkdtemp(prefix="tether-redis-"))
         self.pid: int | None = None

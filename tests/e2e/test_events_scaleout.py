@@ -25,7 +25,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import free_port
+from tests._processes import alive, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -95,22 +95,10 @@ class Workers:
                 self.process.wait(timeout=5)
         for pid in self.pids:
             deadline = time.monotonic() + 5
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
 
 
 @pytest.fixture
