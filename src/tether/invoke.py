@@ -249,14 +249,19 @@ class Invoker:
             stack=inner,
         )
         if emitted:
-            outcome.events = emitted
-            outcome.release = self.events.release
+            self._hand_over(outcome, emitted)
         return outcome
 
     async def _stage(self, emitted: Sequence[Any]) -> None:
+        """Make emitted events safe before the answer (outbox, remote broker); raises if not."""
         if self.events is None:
             raise RuntimeError("events were emitted, but this invoker has no event bus")
         await self.events.stage(emitted)
+
+    def _hand_over(self, outcome: Outcome, emitted: Sequence[Any]) -> None:
+        """Give staged events to the outcome, which releases them after the answer."""
+        outcome.events = emitted
+        outcome.release = self.events.release
 
     async def _failed(self, op: Operation, inner: AsyncExitStack, exc: Exception) -> Outcome:
         """Close the dependencies with the operation's exception, then map what is left."""
@@ -467,8 +472,7 @@ class OperationStream:
                 except Exception as failure:
                     await self._close(type(failure), failure, failure.__traceback__)
                     raise self._invoker.map_exception(failure, self._op.name) from None
-                outcome.events = ctx.emitted
-                outcome.release = self._invoker.events.release
+                self._invoker._hand_over(outcome, ctx.emitted)
             await outcome.finish()
             return None
         await self._close(exc_type, exc, tb)

@@ -149,11 +149,10 @@ class MemoryBroker(Broker):
         return entry.id
 
     def _full(self, state: _Stream) -> bool:
-        oldest = state.first if state.entries else state.head + 1
         # Appending drops the oldest entry when the ring is full: refused while a group
         # has not read it yet.
         return len(state.entries) == self.maxlen and any(
-            group.cursor < oldest for group in state.groups.values()
+            group.cursor < state.first for group in state.groups.values()
         )
 
     async def position(self, stream: str) -> str:

@@ -230,7 +230,13 @@ class EventBus:
         Raises:
             ServiceUnavailable: the outbox or the broker cannot take them (the call fails).
         """
-        durable = [e for e in envelopes if self._durable(e.event)]
+        durable: list[EventEnvelope] = []
+        direct: list[bytes] = []
+        for envelope in envelopes:
+            if self._durable(envelope.event):
+                durable.append(envelope)
+            elif not self._local:
+                direct.append(envelope.encode())
         if durable:
             await self.start()
             from .outbox import OutboxUnavailable
@@ -246,9 +252,8 @@ class EventBus:
                     "the event outbox cannot be written: the call was not completed"
                 ) from None
             self.stats.published += len(durable)
-        if not self._local and len(durable) < len(envelopes):
+        if direct:
             await self.start()
-            direct = [e.encode() for e in envelopes if e not in durable]
             try:
                 await self.broker.publish_many(self.stream, direct)
             except BrokerError as exc:
