@@ -44,7 +44,7 @@ def test_a_failed_outcome_carries_only_the_errors_own_headers() -> None:
     assert outcome.headers == [(b"www-authenticate", b"Bearer")]
     assert outcome.background is None
     assert not outcome.pending
-    assert (outcome.events, outcome.effects) == ((), ())
+    assert (outcome.events, outcome.effects, outcome.push) == ((), None, None)
 
 
 def test_header_object_lists_a_repeated_header() -> None:

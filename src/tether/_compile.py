@@ -89,7 +89,10 @@ def compile_operation(
     if spec.kind == "stream":
         output_type = stream_item_type(output_type)
     encoder = _encoder(output_type, where)
-    plan = _plan(parameters.dependencies, dependencies, user, app_dependencies, auth, where)
+    effects = bool(spec.affects or spec.merge)
+    plan = _plan(
+        parameters.dependencies, dependencies, user, app_dependencies, auth, where, effects=effects
+    )
     validate_params = fields_validator(input_model, strict=strict)
     return Operation(
         name=op_name,
@@ -116,6 +119,10 @@ def compile_operation(
         validate_params=validate_params,
         strict=strict,
         validate_query=query_reader(validate_params) if strict else None,
+        context=spec.context,
+        rev=spec.rev,
+        affects=spec.affects,
+        merge=spec.merge,
     )
 
 
@@ -126,9 +133,16 @@ def _plan(
     app_dependencies: Sequence[params.Depends],
     auth: Any,
     where: str,
+    *,
+    effects: bool = False,
 ) -> DependencyPlan | None:
-    """The dependency plan, or None when there is nothing to solve (the fast path)."""
-    if not (parameters or dependencies or app_dependencies or auth is not None):
+    """The dependency plan, or None when there is nothing to solve (the fast path).
+
+    A command with cache effects always has one, which resolves the user (when the Tether
+    has a resolver): its effects on a per-user context are pushed to that user only, and
+    its outcome carries them (the fast path has no outcome).
+    """
+    if not (parameters or dependencies or app_dependencies or auth is not None or effects):
         return None
     # No URL: dependencies never read path parameters (refused), and each transport gives
     # the request its own path.
@@ -136,7 +150,7 @@ def _plan(
         parameters,
         path="",
         dependencies=dependencies,
-        user=user if auth is not None else None,
+        user=user if auth is not None or effects else None,
         app_dependencies=app_dependencies,
         where=where,
     )

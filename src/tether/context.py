@@ -40,6 +40,7 @@ class CallContext:
         "background",
         "body",
         "emitted",
+        "params",
         "receive",
         "response",
         "scope",
@@ -79,6 +80,9 @@ class CallContext:
         """Free-form per-call storage for extensions."""
         self.emitted: list[Any] | None = None
         """Events the call emitted through its `Events` dependency (None: none asked for it)."""
+        self.params: dict[str, Any] | None = None
+        """The call's validated params, by name, once validated (auth predicates may read
+        them; for a live subscription, the params of the topic being admitted)."""
 
     def request(
         self, scope: Scope | None = None, *, websocket: bool = False

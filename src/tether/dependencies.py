@@ -351,6 +351,17 @@ class DependencyPlan:
         )
         """Dependencies solved once per connection when the call is a socket message."""
 
+    def uses(self, call: Any) -> bool:
+        """Whether the operation's own dependencies (not its gate) call `call`, at any depth."""
+        pending = [self.dependant] if self.dependant is not None else []
+        while pending:
+            dependant = pending.pop()
+            for sub in dependant.dependencies:
+                if sub.call is call:
+                    return True
+                pending.append(sub)
+        return False
+
     def with_app_dependencies(
         self, app_dependencies: Sequence[params.Depends], *, where: str
     ) -> DependencyPlan:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from anyio import CancelScope, to_thread
 from fastapi import params
 from fastapi.exceptions import RequestValidationError
@@ -22,11 +23,14 @@ from starlette.exceptions import HTTPException
 from .auth import check_auth
 from .context import CALL_SCOPE_KEY
 from .dependencies import DependencyPlan, scope_with_stacks
+from .effects import default_user_key
 from .errors import BadRequest, InternalError, TetherError, ValidationFailed, error_for_status
 from .outcome import Outcome, response_headers
 
 if TYPE_CHECKING:
     from .context import CallContext
+    from .effects import Context, Contexts, Effects
+    from .live import LiveHub
     from .operation import Operation
 
 __all__ = ("Invoker", "OperationStream", "logger")
@@ -42,13 +46,19 @@ _NO_RESULT: Any = object()
 class Invoker:
     """Runs operations: the one place that holds validation, dependencies, auth and encoding."""
 
-    __slots__ = ("_shared_plans", "events", "overrides_provider")
+    __slots__ = ("_shared_plans", "cache", "events", "live", "overrides_provider", "user_key")
 
     def __init__(self, overrides_provider: Any = None) -> None:
         self.overrides_provider = overrides_provider
         """Object whose `dependency_overrides` apply (the FastAPI app tether is mounted on)."""
         self.events: Any = None
         """The event bus emitted events go to (`stage` before the answer, `release` after)."""
+        self.cache: Contexts | None = None
+        """The contexts that resolve a command's `affects=` and `merge=` into its effects."""
+        self.live: LiveHub | None = None
+        """Where a call's effects are pushed after the answer (live subscribers)."""
+        self.user_key: Callable[[Any], str | None] = default_user_key
+        """Tells users apart, for the effects of per-user contexts."""
         self._shared_plans: dict[tuple[params.Depends, ...], DependencyPlan] = {}
 
     async def run_plain(self, op: Operation, params: Params, encode: bool = True) -> Any:
@@ -179,6 +189,8 @@ class Invoker:
             if op.auth is not None:
                 await check_auth(op.auth, ctx.user, ctx)
 
+        if op.auth is not None:
+            ctx.params = dict(kwargs)  # what an auth predicate may read
         scope = scope_with_stacks(ctx.scope, inner, function_stack)
         scope[CALL_SCOPE_KEY] = ctx  # where an `Events` dependency finds its call
         request = ctx.request(scope, websocket=plan.wants_websocket)
@@ -214,13 +226,14 @@ class Invoker:
         # stays open in the outcome until the answer is sent and the background tasks ran.
         # The transport closes it in this task.
         inner = AsyncExitStack()
-        result = _NO_RESULT
+        result = value = _NO_RESULT
+        kwargs: dict[str, Any] = {}
         try:
             async with AsyncExitStack() as function_stack:
                 kwargs = await self.prepare(
                     ctx, op, params, inner, function_stack, dependency_cache
                 )
-                result = await self._run(op, kwargs)
+                result = value = await self._run(op, kwargs)
                 if encode:
                     # Encode inside the dependency scope: lazy ORM attributes still load.
                     result = op.encoder.to_json(result)
@@ -231,6 +244,12 @@ class Invoker:
             raise
         if result is _NO_RESULT:
             return await self._failed(op, inner, _swallowed(op))
+        effects: Effects | None = None
+        if op.affects or op.merge:
+            try:
+                effects = self._effects(ctx, op, kwargs, value, result if encode else None)
+            except Exception as exc:
+                return await self._failed(op, inner, exc)
         emitted = ctx.emitted
         if emitted:
             # After the function and its `scope="function"` dependencies, before the answer:
@@ -250,7 +269,61 @@ class Invoker:
         )
         if emitted:
             self._hand_over(outcome, emitted)
+        if effects:
+            outcome.effects = effects
+            if self.live is not None:
+                outcome.push = self.live.publish
         return outcome
+
+    def _effects(
+        self,
+        ctx: CallContext,
+        op: Operation,
+        kwargs: dict[str, Any],
+        value: Any,
+        encoded: bytes | None,
+    ) -> Effects | None:
+        """Return what a successful call of a command with `affects=`/`merge=` invalidates and merges."""
+        if self.cache is None:
+            return None
+        plan = self.cache.plan(op)
+        if plan is None:
+            return None
+        return plan.effects(kwargs, value, encoded, op.encoder.to_json, ctx.user, self.user_key)
+
+    async def run_context(
+        self,
+        make_context: Callable[[Operation], CallContext],
+        context: Context,
+        params: Mapping[str, Any],
+        encode: bool = False,
+    ) -> list[tuple[str, Outcome]]:
+        """Run every query of a context concurrently, each with the params it declares.
+
+        Returns `(slot, outcome)` pairs in the context's order. Each slot runs in a task of
+        its own, whose yield dependencies close there once it has answered; the caller
+        awaits each outcome's `finish()` after the bundle's answer (background tasks).
+
+        Raises:
+            TetherError: a required param is missing, or a param no slot takes is given.
+        """
+        split = context.split(params)
+        outcomes: list[tuple[str, Outcome]] = [(op.name, Outcome(op.name)) for op, _ in split]
+
+        async def run_slot(index: int, op: Operation, slot_params: dict[str, Any]) -> None:
+            outcome = await self.run(make_context(op), op, slot_params, encode)
+            if outcome.pending:
+                await outcome.close_dependencies()
+            outcomes[index] = (op.name, outcome)
+
+        if len(split) == 1:
+            op, slot_params = split[0]
+            await run_slot(0, op, slot_params)
+            return outcomes
+        async with anyio.create_task_group() as group:
+            for index, (op, slot_params) in enumerate(split):
+                group.start_soon(run_slot, index, op, slot_params)
+        return outcomes
 
     async def _stage(self, emitted: Sequence[Any]) -> None:
         """Make emitted events safe before the answer (outbox, remote broker); raises if not."""

@@ -48,6 +48,7 @@ a `stream` yields many values (SSE, WebSocket subscriptions, `Tether.stream_call
 F = TypeVar("F", bound=Callable[..., Any])
 
 _SPEC_ATTRIBUTE = "__tether_operation__"
+_CONTEXT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _KINDS = ("query", "command", "stream")
 
 
@@ -67,6 +68,14 @@ class OperationSpec:
     """For a service method: the class dependencies it reads (None: all of them)."""
     strict: bool | None = None
     """Validate inputs strictly (see `Tether(strict=)`); None: as the Tether says."""
+    context: str | None = None
+    """For a query: the client-cache context it is a slot of (see docs/cache.md)."""
+    rev: str | None = None
+    """For a query: its revision, which busts client caches when it changes."""
+    affects: tuple[Any, ...] = ()
+    """For a command: the contexts and queries it invalidates (names, functions, operations)."""
+    merge: tuple[tuple[str, str | None], ...] = ()
+    """For a command: (context, slot or None) pairs its result replaces in place."""
 
 
 _marked_methods: dict[str, list[Callable[..., Any]]] = {}
@@ -106,12 +115,31 @@ def make_spec(
     errors: Sequence[type[TetherError]] | None = None,
     uses: Sequence[str] | None = None,
     strict: bool | None = None,
+    context: str | None = None,
+    rev: str | int | None = None,
+    affects: Sequence[Any] | None = None,
+    merge: Sequence[str] | Mapping[str, str] | None = None,
 ) -> OperationSpec:
     """Check a decorator's options and return the spec they describe."""
     if strict is not None and not isinstance(strict, bool):
         raise ConfigurationError(f"strict= takes True, False or None, not {strict!r}")
     if kind not in _KINDS:
         raise ConfigurationError(f"kind must be one of {_KINDS}, not {kind!r}")
+    where = name or "operation"
+    if (context is not None or rev is not None) and kind != "query":
+        raise ConfigurationError(
+            f"{where}: context= and rev= apply to queries (a {kind} is not cached by clients)"
+        )
+    if context is not None and not (isinstance(context, str) and _CONTEXT_NAME.match(context)):
+        raise ConfigurationError(
+            f"{where}: context= takes a name such as 'todos' or 'user.profile', not {context!r}"
+        )
+    if rev is not None and (isinstance(rev, bool) or not isinstance(rev, str | int)):
+        raise ConfigurationError(f"{where}: rev= takes a string or an integer, not {rev!r}")
+    if (affects or merge) and kind != "command":
+        raise ConfigurationError(
+            f"{where}: affects= and merge= apply to commands (only a command changes state)"
+        )
     for error in errors or ():
         if not (isinstance(error, type) and issubclass(error, TetherError)):
             raise ConfigurationError(f"errors= takes TetherError subclasses, not {error!r}")
@@ -128,7 +156,47 @@ def make_spec(
         errors=tuple(errors or ()),
         uses=None if uses is None else tuple(uses),
         strict=strict,
+        context=context,
+        rev=None if rev is None else str(rev),
+        affects=_affects(affects, where),
+        merge=_merge(merge, where),
     )
+
+
+def _affects(affects: Sequence[Any] | None, where: str) -> tuple[Any, ...]:
+    if affects is None:
+        return ()
+    if isinstance(affects, str) or not isinstance(affects, Sequence):
+        raise ConfigurationError(f"{where}: affects= takes a list, such as affects=['todos']")
+    for item in affects:
+        if not (isinstance(item, str) or callable(item)):
+            raise ConfigurationError(
+                f"{where}: affects= takes context names, query names and query functions,"
+                f" not {item!r}"
+            )
+    return tuple(affects)
+
+
+def _merge(
+    merge: Sequence[str] | Mapping[str, str] | None, where: str
+) -> tuple[tuple[str, str | None], ...]:
+    if merge is None:
+        return ()
+    if isinstance(merge, Mapping):
+        pairs: list[tuple[str, str | None]] = list(merge.items())
+    elif isinstance(merge, str) or not isinstance(merge, Sequence):
+        raise ConfigurationError(
+            f"{where}: merge= takes a list of contexts (merge=['user']) or a mapping of"
+            " context to slot (merge={'user': 'current_user'})"
+        )
+    else:
+        pairs = [(item, None) for item in merge]
+    for context, slot in pairs:
+        if not isinstance(context, str) or not (slot is None or isinstance(slot, str)):
+            raise ConfigurationError(
+                f"{where}: merge= names contexts and slots with strings, not {context!r}"
+            )
+    return tuple(pairs)
 
 
 class TetherOperationOptions(TypedDict, total=False):
@@ -142,6 +210,10 @@ class TetherOperationOptions(TypedDict, total=False):
     deprecated: bool
     errors: Sequence[type[TetherError]] | None
     strict: bool | None
+    context: str | None
+    rev: str | int | None
+    affects: Sequence[Any] | None
+    merge: Sequence[str] | Mapping[str, str] | None
 
 
 class OperationOptions(TetherOperationOptions, total=False):
@@ -162,12 +234,18 @@ def operation(
     errors: Sequence[type[TetherError]] | None = None,
     uses: Sequence[str] | None = None,
     strict: bool | None = None,
+    context: str | None = None,
+    rev: str | int | None = None,
+    affects: Sequence[Any] | None = None,
+    merge: Sequence[str] | Mapping[str, str] | None = None,
 ) -> Callable[[F], F]:
     """Mark a function as an operation of the given kind, returning the function unchanged.
 
     `uses` applies to service methods only: the class dependencies the method reads, so
     that the others (which may be expensive) are not solved for it. `strict` validates
-    the inputs strictly, without coercion (None: as `Tether(strict=)` says).
+    the inputs strictly, without coercion (None: as `Tether(strict=)` says). `context` and
+    `rev` (queries) and `affects` and `merge` (commands) coordinate client caches: see
+    docs/cache.md.
     """
     spec = make_spec(
         kind,
@@ -180,6 +258,10 @@ def operation(
         errors=errors,
         uses=uses,
         strict=strict,
+        context=context,
+        rev=rev,
+        affects=affects,
+        merge=merge,
     )
 
     def mark(func: F) -> F:
@@ -261,6 +343,19 @@ class Operation:
     message_param: str | None = None
     """For a message handler (`@api.handler`): the parameter that receives the whole message,
     whose model is `input_model` (its fields are the wire params)."""
+    context: str | None = None
+    """For a query: the client-cache context it is a slot of."""
+    rev: str | None = None
+    """For a query: its revision (clients bust their caches when it changes)."""
+    affects: tuple[Any, ...] = ()
+    """For a command: what it invalidates, as declared (resolved by `tether.effects`)."""
+    merge: tuple[tuple[str, str | None], ...] = ()
+    """For a command: (context, slot or None) its result replaces, as declared."""
+
+    @property
+    def has_effects(self) -> bool:
+        """Whether a successful call produces cache effects (`affects=` or `merge=`)."""
+        return bool(self.affects or self.merge)
 
     def bind(self, params: Mapping[str, Any] | BaseModel | None) -> dict[str, Any]:
         """Validate `params` against the input model and return the keyword arguments.

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from starlette.background import BackgroundTasks
     from starlette.responses import Response
 
+    from .effects import Effects
     from .errors import TetherError
 
 __all__ = ("Outcome", "header_object", "response_headers")
@@ -97,6 +98,7 @@ class Outcome:
         "events",
         "headers",
         "operation",
+        "push",
         "release",
         "result",
         "status",
@@ -131,8 +133,10 @@ class Outcome:
         """Events the call emitted (`EventEnvelope`s), released after a successful call."""
         self.release: Callable[[Sequence[Any]], Awaitable[None]] | None = None
         """Releases `events` to the event bus, once the answer is sent and teardown is done."""
-        self.effects: Sequence[Any] = ()
-        """Cache effects the call produced, sent with the answer (empty until issue 12)."""
+        self.effects: Effects | None = None
+        """Cache effects the call produced (`invalidate`, `merge`), sent with the answer."""
+        self.push: Callable[[Effects], Awaitable[None]] | None = None
+        """Pushes `effects` to live subscribers, once the answer is sent and teardown is done."""
         self._stack = stack
 
     @classmethod
@@ -148,7 +152,12 @@ class Outcome:
     @property
     def pending(self) -> bool:
         """Whether `finish()` has work to do (background tasks, or dependencies to close)."""
-        return self._stack is not None or self.background is not None or bool(self.events)
+        return (
+            self._stack is not None
+            or self.background is not None
+            or bool(self.events)
+            or self.push is not None
+        )
 
     async def close_dependencies(self) -> None:
         """Close the yield dependencies now, before the answer is sent, where a wire must.
@@ -190,6 +199,22 @@ class Outcome:
             if stack is not None and not await self._close(stack, failure):
                 self._hold_events()
         await self._release_events()
+        await self._push_effects()
+
+    async def _push_effects(self) -> None:
+        push = self.push
+        effects = self.effects
+        self.push = None
+        if push is None or effects is None or self.error is not None:
+            return
+        try:
+            await push(effects)
+        except Exception as exc:
+            logger.error(
+                "the cache effects of operation %r could not be pushed to live subscribers",
+                self.operation,
+                exc_info=exc,
+            )
 
     async def _release_events(self) -> None:
         events = self.events
@@ -205,6 +230,14 @@ class Outcome:
             )
 
     def _hold_events(self) -> None:
+        if self.push is not None:
+            # What a failed teardown meant to commit may not be there: no client refetches.
+            logger.error(
+                "operation %r: cache effects not pushed, since a yield dependency failed"
+                " while closing",
+                self.operation,
+            )
+            self.push = None
         if self.events:
             logger.error(
                 "operation %r: %d event(s) not released, since a yield dependency failed"

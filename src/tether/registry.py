@@ -13,7 +13,7 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 from fastapi import params
 from starlette.types import Scope
@@ -24,12 +24,14 @@ from .brokers import Broker, broker_from
 from .brokers.memory import MemoryBroker
 from .context import CallContext, in_process_scope
 from .dependencies import BatchScoped, ConnectionScoped, DependencyPlan
+from .effects import CallResult, ContextOptions, Contexts, default_user_key
 from .errors import ConfigurationError, TetherError
 from .events.bus import EventBus, EventSettings
 from .events.handlers import compile_event_handler, compile_message_handler
 from .events.messages import Command, Event, Message, Query, R
 from .invoke import Invoker
 from .limits import DEFAULT_MAX_IN_FLIGHT, Admission
+from .live import LiveHub, LiveSettings
 from .operation import Kind, Operation, OperationSpec, TetherOperationOptions, get_spec, make_spec
 from .services import compile_service, service_table
 from .transport import Transport, TransportHandle, default_transports, find_operation
@@ -78,6 +80,9 @@ class Tether:
         outbox: makes events durable: an `Outbox`, or its database URL
             (`"sqlite+aiosqlite:///outbox.sqlite3"`, `"postgresql+asyncpg://..."`).
         events: the event bus's settings (concurrency, retries, limits, grace).
+        live: live push's settings (a subscriber's queue, topics per subscription).
+        user_key: tells users apart for per-user contexts (default: the user's `id`, else
+            `username`, `name` or `email`); see docs/cache.md.
     """
 
     def __init__(
@@ -97,6 +102,8 @@ class Tether:
         broker: Broker | str | None = None,
         outbox: Any = None,
         events: EventSettings | None = None,
+        live: LiveSettings | None = None,
+        user_key: Callable[[Any], str | None] | None = None,
     ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise ConfigurationError(f"prefix must start with '/' and not end with one: {prefix!r}")
@@ -164,11 +171,32 @@ class Tether:
         )
         """The event bus: `subscribe`, `publish`, `settle`, `stats` (see docs/events.md)."""
         self.invoker.events = self.events
+        if live is not None and not isinstance(live, LiveSettings):
+            raise ConfigurationError(f"live= takes LiveSettings(...), not {live!r}")
+        if user_key is not None and not callable(user_key):
+            raise ConfigurationError(f"user_key= takes a function of the user, not {user_key!r}")
+        self._operations: dict[str, Operation] = {}
+        self.contexts = Contexts(self._operations, user)
+        """The client-cache contexts: `api.contexts.get("todos")` (see docs/cache.md)."""
+        self.user_key: Callable[[Any], str | None] = user_key or default_user_key
+        """Tells users apart for per-user contexts."""
+        self.live = LiveHub(
+            self.contexts,
+            chosen,
+            self.invoker,
+            gate=self._live_gate,
+            user_key=self.user_key,
+            settings=live,
+        )
+        """Live push: publishes calls' effects and serves this process's subscribers."""
+        self.invoker.cache = self.contexts
+        self.invoker.live = self.live
+        self.invoker.user_key = self.user_key
+        self._gate_plan: tuple[tuple[Any, ...], DependencyPlan | None] | None = None
         self.app: FastAPI | None = None
         """The FastAPI app tether is mounted on, once `mount` has run."""
         self.batch_scoped = False
         """Some operation declares per-batch dependencies (set as operations register)."""
-        self._operations: dict[str, Operation] = {}
         self._transports: list[Transport] = []
         self._message_handlers: dict[type[Message], str] = {}
 
@@ -204,6 +232,16 @@ class Tether:
                 raise ConfigurationError(f"operation name {name!r} is already registered")
         for op in ops:
             self._operations[op.name] = op
+        try:
+            # Contexts and effects are resolved again: a merge the new operations make
+            # ambiguous, or a name they leave unknown once mounted, refuses them.
+            self.contexts.changed(final=self.app is not None)
+        except ConfigurationError:
+            for op in ops:
+                del self._operations[op.name]
+            self.contexts.changed(final=False)
+            raise
+        for op in ops:
             if op.plan is not None and op.plan.batch_scoped:
                 self.batch_scoped = True
             for transport in self._transports:
@@ -295,6 +333,53 @@ class Tether:
                 "strict": strict,
             },
         )
+
+    def context(
+        self,
+        name: str,
+        *,
+        rev: str | int | None = None,
+        per_user: bool | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Declare a context's own options; its queries join it with `@api.query(context=name)`.
+
+        `rev` versions the whole context (clients drop what they cached under another rev);
+        `per_user` says its data depends on who reads it, so pushes reach only the user
+        whose call produced them (None: inferred, true when one of its queries depends on
+        the Tether's `user=` resolver). Declaring is optional.
+
+        Raises:
+            ConfigurationError: the context is declared twice, or an option is invalid.
+        """
+        if rev is not None and (isinstance(rev, bool) or not isinstance(rev, str | int)):
+            raise ConfigurationError(f"context {name!r}: rev= takes a string or an integer")
+        if per_user is not None and not isinstance(per_user, bool):
+            raise ConfigurationError(f"context {name!r}: per_user= takes True, False or None")
+        self.contexts.declare(
+            name,
+            ContextOptions(
+                rev=None if rev is None else str(rev), per_user=per_user, description=description
+            ),
+        )
+
+    def _live_gate(self) -> DependencyPlan | None:
+        """The plan a live subscriber passes: the app's and Tether's dependencies, and the user."""
+        key = (self.app_dependencies, self.dependencies, self.user)
+        cached = self._gate_plan
+        if cached is None or cached[0] != key:
+            plan = None
+            if self.app_dependencies or self.dependencies or self.user is not None:
+                plan = DependencyPlan(
+                    (),
+                    path="",
+                    dependencies=self.dependencies,
+                    user=self.user,
+                    app_dependencies=self.app_dependencies,
+                    where="live subscriptions",
+                )
+            cached = self._gate_plan = (key, plan)
+        return cached[1]
 
     # -- messages and events ------------------------------------------------------------
 
@@ -423,6 +508,7 @@ class Tether:
 
     # -- calling ------------------------------------------------------------------------
 
+    @overload
     async def call(
         self,
         name: str,
@@ -430,12 +516,35 @@ class Tether:
         /,
         *,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        effects: Literal[False] = False,
+    ) -> Any: ...
+    @overload
+    async def call(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        effects: Literal[True],
+    ) -> CallResult: ...
+    async def call(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        effects: bool = False,
     ) -> Any:
         """Call an operation in-process, with the same validation, dependencies and auth.
 
         `headers` are what `Header()` dependencies and the user resolver see. What follows
         the answer on a wire happens before this returns: background tasks (a failure is
-        logged), then yield dependencies close; a failed call runs no background task.
+        logged), then yield dependencies close, then events are released and cache effects
+        pushed to live subscribers; a failed call runs no background task. With
+        `effects=True` it returns a `CallResult`: the result, and the `invalidate` and
+        `merge` lists a wire client would receive.
 
         Raises:
             TetherError: as the operation's transports would report it.
@@ -443,9 +552,48 @@ class Tether:
         op = self.get(name)
         if op.plan is None and op.kind != "stream":
             # No dependencies: no request scope to build, and nothing after the call.
-            return await self.invoker.run_plain(op, params, False)
+            result = await self.invoker.run_plain(op, params, False)
+            return CallResult(result, [], []) if effects else result
         ctx = CallContext("inprocess", in_process_scope(self.app, self._path_of(op), headers))
-        return await self.invoker.call(ctx, op, params)
+        if not effects:
+            return await self.invoker.call(ctx, op, params)
+        outcome = await self.invoker.run(ctx, op, params)
+        if outcome.pending:
+            await outcome.finish()
+        if outcome.error is not None:
+            raise outcome.error
+        found = outcome.effects
+        if found is None:
+            return CallResult(outcome.result, [], [])
+        return CallResult(outcome.result, found.invalidate, found.merge)
+
+    async def fetch_context(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """Read a context's bundle in-process: `{slot: value}`, its queries run concurrently.
+
+        Raises:
+            NotFound: no such context.
+            TetherError: a param is missing or unknown, or a slot failed (its error).
+        """
+        context = self.contexts.get(name)
+
+        def make_context(op: Operation) -> CallContext:
+            return CallContext("inprocess", in_process_scope(self.app, self._path_of(op), headers))
+
+        outcomes = await self.invoker.run_context(make_context, context, params or {})
+        for _, outcome in outcomes:
+            if outcome.pending:
+                await outcome.finish()
+        for _, outcome in outcomes:
+            if outcome.error is not None:
+                raise outcome.error
+        return {slot: outcome.result for slot, outcome in outcomes}
 
     async def stream_call(
         self,
@@ -526,6 +674,8 @@ class Tether:
         if self.app is not None:
             raise ConfigurationError("this Tether is already mounted on an app")
         mounted = list(transports) if transports is not None else default_transports()
+        # Every name that affects= and merge= give must be known by now.
+        self.contexts.check(final=True)
         self._adopt_app_dependencies(tuple(app.router.dependencies))
         self.app = app
         self.invoker.overrides_provider = app
@@ -542,6 +692,7 @@ class Tether:
         """Run the event bus with the app: started at startup, drained at shutdown."""
         inner = app.router.lifespan_context
         bus = self.events
+        live = self.live
 
         @asynccontextmanager
         async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
@@ -550,6 +701,7 @@ class Tether:
                 try:
                     yield state
                 finally:
+                    await live.close()
                     await bus.close()
 
         app.router.lifespan_context = lifespan
@@ -572,6 +724,7 @@ class Tether:
             recompiled[name] = replace(op, plan=plan)
         self.app_dependencies = app_dependencies
         self._operations.update(recompiled)
+        self.contexts.changed(final=True)
         self.batch_scoped = True
 
 

@@ -20,7 +20,17 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ("Broker", "BrokerError", "BrokerFull", "BrokerUnavailable", "Entry")
+__all__ = ("Broker", "BrokerError", "BrokerFull", "BrokerUnavailable", "Entry", "entry_order")
+
+
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """Return an entry id as a sortable pair: `"1700000000000-3"` (Redis) or `"42"` (memory).
+
+    Raises:
+        ValueError: the text is not an entry id.
+    """
+    head, _, tail = entry_id.partition("-")
+    return int(head), int(tail) if tail else 0
 
 
 class BrokerError(Exception):
@@ -92,6 +102,18 @@ class Broker(ABC):
         `since` are gone, the first item is an `Entry` with `resync=True` instead.
         The iterator ends when the broker closes.
         """
+
+    async def read_after(self, stream: str, since: str, count: int) -> tuple[list[Entry], bool]:
+        """Return up to `count` entries after `since` that `stream` holds now, without waiting.
+
+        The second value is True when some entries after `since` are gone (trimmed, or lost
+        in a restart), or `since` is no id of this stream: the reader must resync instead.
+        Live push replays a reconnecting subscriber's gap with it.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be reached (within its timeout).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement read_after()")
 
     @abstractmethod
     async def read_group(

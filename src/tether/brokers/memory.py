@@ -183,6 +183,14 @@ class MemoryBroker(Broker):
                 cursor = int(entry.id)
                 yield entry
 
+    async def read_after(self, stream: str, since: str, count: int) -> tuple[list[Entry], bool]:
+        """Return up to `count` held entries after `since`; True when some are gone (or `since` is unknown)."""
+        state = self._stream(stream)
+        cursor = _seq(since)
+        if cursor < 0 or cursor > state.head or cursor + 1 < state.first:
+            return [], True
+        return state.since(cursor)[:count], False
+
     async def read_group(
         self, stream: str, group: str, consumer: str, *, count: int = 100, block: float = 1.0
     ) -> list[Entry]:

@@ -371,6 +371,18 @@ class RedisBroker(Broker):
             self._subscribers.discard(reader)
             await reader.aclose()
 
+    async def read_after(self, stream: str, since: str, count: int) -> tuple[list[Entry], bool]:
+        """XRANGE up to `count` entries after `since`; True when some after it are gone.
+
+        Raises:
+            BrokerUnavailable: Redis did not answer within `timeout` seconds.
+        """
+        client, _ = self._started()
+        if await self._call(self._lost_after(client, stream, since, restarted=False), "XINFO"):
+            return [], True
+        found: Any = await self._call(client.xrange(stream, min=f"({since}", count=count), "XRANGE")
+        return _entries(found or []), False
+
     async def position(self, stream: str) -> str:
         """Return the stream's last generated id (`0-0` before the first entry).
 

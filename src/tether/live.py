@@ -1,0 +1,632 @@
+"""Live push: the cache effects of every call, pushed to the clients subscribed to what they touch.
+
+After a successful call with effects has answered and closed its dependencies, its outcome
+hands the effects to `LiveHub.publish`, which appends one entry to the broker stream
+`tether.live` (memory in one process, Redis Streams across processes). Each process reads
+that stream once (one *feed*), and hands each entry to its own subscribers whose topics it
+matches:
+
+- a topic names a context (or a query of no context) and, optionally, params; an entry
+  matches when it names the same target and no param both give differs (an entry without
+  params, which invalidates the whole context, matches every topic of it);
+- an entry of a per-user context reaches only the subscribers of the user whose call
+  produced it;
+- a subscriber passes the gate of every query of its topics when it subscribes: the app's
+  and the Tether's dependencies, the user resolver, and each query's `auth=`.
+
+A subscriber is a registration, not a task: the feed calls its sink's `push` with the
+entry's id (the resume token) and the JSON payload `{"id", "invalidate", "merge"}`. A sink
+that has no room left (a client that does not read) is dropped: the hub calls its `end`.
+A subscriber that presents the last id it saw (`since`) first receives what it missed, in
+order and without duplicates; when the gap can no longer be replayed it receives one
+`{"id", "resync": true}` payload instead, and should refetch what it caches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+import orjson
+
+from ._runtime import BackgroundTask, runner_token, spawn
+from .auth import check_auth
+from .brokers.base import Broker, Entry, entry_order
+from .dependencies import DependencyPlan, scope_with_stacks
+from .errors import ConfigurationError, NotFound, ValidationFailed
+
+if TYPE_CHECKING:
+    from .context import CallContext
+    from .effects import Contexts, Effects
+    from .invoke import Invoker
+    from .operation import Operation
+
+__all__ = (
+    "LIVE_STREAM",
+    "LiveHub",
+    "LiveSettings",
+    "LiveSink",
+    "LiveSubscription",
+    "Topic",
+    "resync_payload",
+)
+
+logger = logging.getLogger("tether")
+
+LIVE_STREAM = "tether.live"
+"""The broker stream live pushes travel on."""
+
+_REPLAY_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    """Limits of live push, per process."""
+
+    subscriber_queue: int = 256
+    """Pushes a subscriber may leave unsent (its client not reading) before it is dropped."""
+    max_topics: int = 64
+    """Topics one subscription may name."""
+
+    def __post_init__(self) -> None:
+        for name in ("subscriber_queue", "max_topics"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"LiveSettings.{name} must be a positive integer")
+
+
+class LiveSink(Protocol):
+    """Where a subscription's pushes go: a WebSocket connection, an SSE stream, a test."""
+
+    def push(self, entry_id: str, payload: bytes) -> bool:
+        """Take one payload (JSON); return False when there is no room (the client does not read)."""
+
+    def end(self, reason: str) -> None:
+        """The hub dropped the subscription: `"overflow"` (no room) or `"closed"` (shutdown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """What a subscription reads: a context (or a query of no context), narrowed by params."""
+
+    kind: str
+    """`"context"` or `"query"`."""
+    name: str
+    params: Mapping[str, Any]
+    """JSON values; an entry whose params differ on any of these does not match."""
+    per_user: bool
+    slots: tuple[Operation, ...]
+    """The queries the topic reads (their `auth=` admits a subscriber)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the topic as a client names it: `{"context": name, "params": {...}}`."""
+        return {self.kind: self.name, "params": dict(self.params)}
+
+
+def resync_payload(entry_id: str) -> bytes:
+    """Return the payload that tells a subscriber its gap is gone: refetch, then go on from `id`."""
+    return b'{"id":' + orjson.dumps(entry_id) + b',"resync":true}'
+
+
+class LiveSubscription:
+    """One subscriber: its topics, its user, its sink, and the last id it was given."""
+
+    __slots__ = ("_backlog", "_hub", "_last", "closed", "last_id", "sink", "topics", "user_key")
+
+    def __init__(
+        self, hub: LiveHub, topics: Sequence[Topic], user_key: str | None, sink: LiveSink
+    ) -> None:
+        self._hub = hub
+        self.topics = tuple(topics)
+        """What the subscription reads."""
+        self.user_key = user_key
+        """The subscriber's user key (for per-user contexts)."""
+        self.sink = sink
+        """Where its pushes go."""
+        self.last_id: str | None = None
+        """The id of the last entry given to the sink (its resume token)."""
+        self._last: tuple[int, int] = (-1, -1)
+        self._backlog: list[tuple[str, bytes]] | None = None
+        self.closed = False
+        """True once cancelled or dropped."""
+
+    def close(self) -> None:
+        """Stop the subscription (idempotent); its sink hears nothing more."""
+        if not self.closed:
+            self.closed = True
+            self._hub._remove(self)
+
+    def _give(self, entry_id: str, order: tuple[int, int], payload: bytes) -> bool:
+        """Hand one payload to the sink, unless it is not newer than the last; False: dropped."""
+        if order <= self._last:
+            return True
+        backlog = self._backlog
+        if backlog is not None:
+            # Still replaying: live entries wait (bounded) until the replay has caught up.
+            if len(backlog) >= self._hub.settings.subscriber_queue:
+                return False
+            backlog.append((entry_id, payload))
+            return True
+        self._last = order
+        self.last_id = entry_id
+        return self.sink.push(entry_id, payload)
+
+
+class LiveHub:
+    """Publishes calls' effects, and serves this process's live subscribers from one feed.
+
+    Args:
+        contexts: the Tether's contexts (what topics name).
+        broker: the broker of the Tether (the events' one).
+        invoker: solves the subscription gate.
+        gate: returns the dependency plan a subscriber passes (app and Tether
+            dependencies, and the user resolver); None when there is none.
+        user_key: tells users apart for per-user contexts.
+        settings: queue and topic limits.
+    """
+
+    def __init__(
+        self,
+        contexts: Contexts,
+        broker: Broker,
+        invoker: Invoker,
+        *,
+        gate: Callable[[], DependencyPlan | None],
+        user_key: Callable[[Any], str | None],
+        settings: LiveSettings | None = None,
+    ) -> None:
+        self.contexts = contexts
+        """The contexts topics name."""
+        self.broker = broker
+        """The broker pushes travel through."""
+        self.invoker = invoker
+        self.settings = settings or LiveSettings()
+        """Queue and topic limits."""
+        self.user_key = user_key
+        """Tells users apart for per-user contexts."""
+        self.stream = LIVE_STREAM
+        """The broker stream of pushes."""
+        self.published = 0
+        """Entries this process published."""
+        self.dropped = 0
+        """Subscribers this process dropped because they did not read."""
+        self._gate = gate
+        self._index: dict[tuple[str, str], set[LiveSubscription]] = {}
+        self._count = 0
+        self._runner: object = None
+        self._feed: BackgroundTask | None = None
+        self._lock: anyio.Lock | None = None
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscriptions this process serves now."""
+        return self._count
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def publish(self, effects: Effects) -> None:
+        """Append a call's effects to the live stream, for every process's subscribers.
+
+        Raises:
+            BrokerError: the broker cannot take the entry (the outcome logs it).
+        """
+        await self.broker.publish(self.stream, effects.push_json())
+        self.published += 1
+
+    # -- topics -------------------------------------------------------------------------
+
+    def topics(self, request: Any) -> list[Topic]:
+        """Read the topics a client asked for: names, or `{"context": name, "params": {...}}`.
+
+        Raises:
+            ValidationFailed: not a list of topics, or params of the wrong type.
+            NotFound: a name that is neither a context nor a query of no context.
+        """
+        if isinstance(request, str | dict):
+            request = [request]
+        if type(request) is not list or not request:
+            raise _bad_topics("a non-empty list of context names or topic objects")
+        limit = self.settings.max_topics
+        if len(request) > limit:
+            raise _bad_topics(f"at most {limit} topics (LiveSettings.max_topics)")
+        topics = []
+        for item in request:
+            if type(item) is str:
+                topics.append(self.topic(item, {}))
+                continue
+            if type(item) is not dict:
+                raise _bad_topics("context names or topic objects")
+            name = item.get("context", item.get("query"))
+            params = item.get("params", {})
+            extra = set(item) - {"context", "query", "params"}
+            if type(name) is not str or type(params) is not dict or extra:
+                raise _bad_topics('objects such as {"context": "todos", "params": {"owner_id": 5}}')
+            topics.append(self.topic(name, params))
+        return topics
+
+    def topic(self, name: str, params: Mapping[str, Any]) -> Topic:
+        """Return the topic naming `name` with `params` (validated as its queries take them).
+
+        Raises:
+            NotFound: no context or query of no context has that name.
+            ValidationFailed: a param the target does not take, or of the wrong type.
+        """
+        found = self.contexts.target_of(name)
+        if found is None:
+            raise NotFound(
+                f"Unknown context {name!r} (nor a query of no context)", details={"context": name}
+            )
+        kind, target = found
+        if kind == "context":
+            context: Any = target
+            return Topic(
+                "context", name, context.normalize(params), context.per_user, context.slots
+            )
+        op: Any = target
+        normalized = _query_params(op, params)
+        return Topic("query", name, normalized, False, (op,))
+
+    def topics_from_query(self, names: Sequence[str], params: Mapping[str, Any]) -> list[Topic]:
+        """Read topics from a query string: context names, and params given to those that take them.
+
+        Raises:
+            ValidationFailed: no name, or a param none of the named targets takes.
+            NotFound: an unknown name.
+        """
+        if not names:
+            raise _bad_topics("contexts=name,name... (at least one)")
+        if len(names) > self.settings.max_topics:
+            raise _bad_topics(
+                f"at most {self.settings.max_topics} topics (LiveSettings.max_topics)"
+            )
+        topics: list[Topic] = []
+        taken: set[str] = set()
+        for name in names:
+            found = self.contexts.target_of(name)
+            if found is None:
+                raise NotFound(
+                    f"Unknown context {name!r} (nor a query of no context)",
+                    details={"context": name},
+                )
+            kind, target = found
+            declared = (
+                set(target.params) if kind == "context" else set(target.input_names)  # type: ignore[union-attr]
+            )
+            own = {key: value for key, value in params.items() if key in declared}
+            taken.update(own)
+            topics.append(self.topic(name, own))
+        unknown = [key for key in params if key not in taken]
+        if unknown:
+            raise ValidationFailed.from_errors(
+                [
+                    {
+                        "loc": [key],
+                        "msg": "None of the named contexts takes this parameter",
+                        "type": "extra_forbidden",
+                    }
+                    for key in unknown
+                ]
+            )
+        return topics
+
+    # -- subscribing --------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        ctx: CallContext,
+        topics: Sequence[Topic],
+        sink: LiveSink,
+        *,
+        since: str | None = None,
+        dependency_cache: dict[Any, Any] | None = None,
+    ) -> LiveSubscription:
+        """Admit a subscriber (gate and every slot's `auth=`), replay what it missed, and register it.
+
+        `ctx` is the subscriber's call context (its request); `dependency_cache` seeds the
+        gate with values already solved (a WebSocket connection's). The gate's yield
+        dependencies close before this returns: a subscription holds no resource.
+
+        Raises:
+            TetherError: the gate or an `auth=` refused, or the broker cannot be read.
+        """
+        user = await self._admit(ctx, topics, dependency_cache)
+        subscription = LiveSubscription(self, topics, self.user_key(user), sink)
+        await self._ensure_feed()
+        if since is None:
+            self._add(subscription)
+            return subscription
+        subscription._backlog = []
+        self._add(subscription)
+        try:
+            await self._replay(subscription, since)
+        except BaseException:
+            subscription.close()
+            raise
+        return subscription
+
+    async def _admit(
+        self, ctx: CallContext, topics: Sequence[Topic], dependency_cache: dict[Any, Any] | None
+    ) -> Any:
+        """Solve the gate, then check every slot's `auth=`; return the user."""
+        plan = self._gate()
+        user: Any = None
+        if plan is not None:
+            async with AsyncExitStack() as stack:
+                captured: list[Any] = []
+
+                async def gatekeeper(resolved: Any) -> None:
+                    captured.append(resolved)
+
+                try:
+                    request = ctx.request(scope_with_stacks(ctx.scope, stack, stack))
+                    await plan.solve(
+                        request,
+                        overrides_provider=self.invoker.overrides_provider or ctx.scope.get("app"),
+                        dependency_cache=dict(dependency_cache) if dependency_cache else None,
+                        gatekeeper=gatekeeper,
+                    )
+                except Exception as exc:
+                    raise self.invoker.map_exception(exc, "live subscription") from None
+                user = captured[0] if captured else None
+        ctx.user = user
+        for topic in topics:
+            ctx.params = dict(topic.params)
+            for op in topic.slots:
+                if op.auth is not None:
+                    await check_auth(op.auth, user, ctx)
+        return user
+
+    async def _replay(self, subscription: LiveSubscription, since: str) -> None:
+        """Give the subscriber the entries after `since`, then what the feed held back meanwhile."""
+        last = since
+        try:
+            subscription._last = entry_order(since)
+        except ValueError:
+            subscription._last = (-1, -1)
+        while True:
+            entries, gone = await self.broker.read_after(self.stream, last, _REPLAY_PAGE)
+            if gone:
+                latest = await self.broker.position(self.stream)
+                subscription._last = entry_order(latest)
+                subscription.last_id = latest
+                if not subscription.sink.push(latest, resync_payload(latest)):
+                    self._drop(subscription)
+                    return
+                break
+            for entry in entries:
+                payload = self._payload_for(subscription, _decode(entry))
+                order = entry_order(entry.id)
+                subscription._last = order
+                subscription.last_id = entry.id
+                last = entry.id
+                if payload is not None and not subscription.sink.push(entry.id, payload):
+                    self._drop(subscription)
+                    return
+            if len(entries) < _REPLAY_PAGE:
+                break
+        backlog = subscription._backlog or []
+        subscription._backlog = None
+        for entry_id, payload in backlog:
+            if not subscription._give(entry_id, entry_order(entry_id), payload):
+                self._drop(subscription)
+                return
+
+    # -- the feed -----------------------------------------------------------------------
+
+    async def _ensure_feed(self) -> None:
+        token = runner_token()
+        if self._runner is not token:
+            # First use, or an earlier event loop has ended (tests): its feed died with it.
+            self._runner = token
+            self._feed = None
+            self._lock = anyio.Lock()
+            self._index = {}
+            self._count = 0
+        assert self._lock is not None
+        async with self._lock:
+            feed = self._feed
+            if feed is not None and not feed.done:
+                return
+            await self.broker.start()
+            since = await self.broker.position(self.stream)
+            self._feed = spawn("live: the subscribers' feed", partial(self._run_feed, since))
+
+    async def _run_feed(self, since: str) -> None:
+        entries = self.broker.subscribe(self.stream, since=since)
+        try:
+            async for entry in entries:
+                if entry.resync:
+                    self._resync_all(entry.id)
+                elif self._count:
+                    self._hand_out(entry)
+        finally:
+            aclose = getattr(entries, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            for subscriptions in list(self._index.values()):
+                for subscription in list(subscriptions):
+                    self._end(subscription, "closed")
+
+    def _hand_out(self, entry: Entry) -> None:
+        """Give one entry to every matching subscriber (one encoding per distinct selection)."""
+        decoded = _decode(entry)
+        if decoded is None:
+            logger.warning("live: entry %s of %r is not a push; skipped", entry.id, self.stream)
+            return
+        order = entry_order(entry.id)
+        wanted: dict[LiveSubscription, None] = {}
+        for kind in ("invalidate", "merge"):
+            for item in decoded[kind]:
+                key = (
+                    ("context", item["context"])
+                    if "context" in item
+                    else ("query", item.get("query", ""))
+                )
+                for subscription in self._index.get(key, ()):
+                    wanted[subscription] = None
+        encoded: dict[tuple[tuple[int, ...], tuple[int, ...]], bytes | None] = {}
+        for subscription in wanted:
+            selection = _select(subscription, decoded)
+            payload = encoded.get(selection, b"")
+            if payload == b"":
+                payload = encoded[selection] = _payload(entry.id, decoded, selection)
+            if payload is not None and not subscription._give(entry.id, order, payload):
+                self._drop(subscription)
+
+    def _payload_for(
+        self, subscription: LiveSubscription, decoded: dict[str, Any] | None
+    ) -> bytes | None:
+        if decoded is None:
+            return None
+        return _payload(decoded["id"], decoded, _select(subscription, decoded))
+
+    def _resync_all(self, entry_id: str) -> None:
+        logger.warning("live: the feed lost entries (the broker restarted?); subscribers resync")
+        order = entry_order(entry_id)
+        payload = resync_payload(entry_id)
+        for subscriptions in list(self._index.values()):
+            for subscription in list(subscriptions):
+                if subscription.closed:
+                    continue
+                subscription._last = (-1, -1)  # a restarted broker may reuse lower ids
+                if not subscription._give(entry_id, order, payload):
+                    self._drop(subscription)
+
+    def _drop(self, subscription: LiveSubscription) -> None:
+        if not subscription.closed:
+            self.dropped += 1
+            logger.warning(
+                "live: a subscriber left %d pushes unsent and was dropped",
+                self.settings.subscriber_queue,
+            )
+            self._end(subscription, "overflow")
+
+    def _end(self, subscription: LiveSubscription, reason: str) -> None:
+        if subscription.closed:
+            return
+        subscription.close()
+        try:
+            subscription.sink.end(reason)
+        except Exception as exc:  # a sink must not take the feed down
+            logger.error("live: a subscriber's sink failed to end", exc_info=exc)
+
+    # -- the index ----------------------------------------------------------------------
+
+    def _add(self, subscription: LiveSubscription) -> None:
+        for topic in subscription.topics:
+            self._index.setdefault((topic.kind, topic.name), set()).add(subscription)
+        self._count += 1
+
+    def _remove(self, subscription: LiveSubscription) -> None:
+        removed = False
+        for topic in subscription.topics:
+            key = (topic.kind, topic.name)
+            subscriptions = self._index.get(key)
+            if subscriptions is not None and subscription in subscriptions:
+                subscriptions.discard(subscription)
+                removed = True
+                if not subscriptions:
+                    del self._index[key]
+        if removed:
+            self._count -= 1
+
+    async def close(self) -> None:
+        """End every subscription of this process, and stop the feed."""
+        feed = self._feed
+        if feed is not None:
+            feed.cancel()
+            with anyio.move_on_after(5):
+                await feed.wait()
+        self._feed = None
+        for subscriptions in list(self._index.values()):
+            for subscription in list(subscriptions):
+                self._end(subscription, "closed")
+
+
+def _decode(entry: Entry) -> dict[str, Any] | None:
+    try:
+        decoded = orjson.loads(entry.data)
+    except orjson.JSONDecodeError:
+        return None
+    if (
+        type(decoded) is not dict
+        or type(decoded.get("invalidate")) is not list
+        or type(decoded.get("merge")) is not list
+    ):
+        return None
+    decoded["id"] = entry.id
+    return decoded
+
+
+def _matches(topic: Topic, item: dict[str, Any], user_key: str | None) -> bool:
+    if item.get(topic.kind) != topic.name:
+        return False
+    if topic.per_user and item.get("user") != user_key:
+        return False
+    params = item.get("params")
+    if params and topic.params:
+        for name, value in topic.params.items():
+            if name in params and params[name] != value:
+                return False
+    return True
+
+
+def _select(
+    subscription: LiveSubscription, decoded: dict[str, Any]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Return the indices of the entry's invalidations and merges the subscriber is given."""
+    key = subscription.user_key
+    topics = subscription.topics
+    return (
+        tuple(
+            i
+            for i, item in enumerate(decoded["invalidate"])
+            if any(_matches(topic, item, key) for topic in topics)
+        ),
+        tuple(
+            i
+            for i, item in enumerate(decoded["merge"])
+            if any(_matches(topic, item, key) for topic in topics)
+        ),
+    )
+
+
+def _payload(
+    entry_id: str, decoded: dict[str, Any], selection: tuple[tuple[int, ...], tuple[int, ...]]
+) -> bytes | None:
+    invalidate_at, merge_at = selection
+    if not invalidate_at and not merge_at:
+        return None
+    invalidate = [_public(decoded["invalidate"][i]) for i in invalidate_at]
+    merge = [_public(decoded["merge"][i]) for i in merge_at]
+    return orjson.dumps({"id": entry_id, "invalidate": invalidate, "merge": merge})
+
+
+def _public(item: dict[str, Any]) -> dict[str, Any]:
+    if "user" in item:
+        item = {key: value for key, value in item.items() if key != "user"}
+    return item
+
+
+def _query_params(op: Operation, params: Mapping[str, Any]) -> dict[str, Any]:
+    from .effects import Context
+
+    context = Context(
+        name=op.name,
+        slots=(op,),
+        params=dict.fromkeys(op.input_names, False),
+        rev=None,
+        per_user=False,
+    )
+    return context.normalize(params)
+
+
+def _bad_topics(expected: str) -> ValidationFailed:
+    return ValidationFailed.from_errors(
+        [{"loc": ["contexts"], "msg": f"Expected {expected}", "type": "topics"}]
+    )
