@@ -7,6 +7,7 @@ the transports `Tether.mount` uses when it is given none.
 
 from .context import CallContext as CallContext
 from .dependencies import PerBatch as PerBatch, PerConnection as PerConnection
+from .effects import CallResult as CallResult
 from .errors import (
     BadRequest as BadRequest,
     ConfigurationError as ConfigurationError,
@@ -33,6 +34,7 @@ from .events import (
     EventSettings as EventSettings,
     Query as Query,
 )
+from .live import LiveSettings as LiveSettings
 from .operation import (
     Operation as Operation,
     command as command,
@@ -46,6 +48,7 @@ from .transport import Transport as _Transport, install_default_transports as _i
 __all__ = (
     "BadRequest",
     "CallContext",
+    "CallResult",
     "Command",
     "ConfigurationError",
     "Conflict",
@@ -55,6 +58,7 @@ __all__ = (
     "FieldError",
     "Forbidden",
     "InternalError",
+    "LiveSettings",
     "MethodNotAllowed",
     "NotFound",
     "Operation",

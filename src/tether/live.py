@@ -339,6 +339,15 @@ class LiveHub:
         await self._ensure_feed()
         if since is None:
             self._add(subscription)
+            try:
+                # Everything after this id reaches the subscriber: its first resume token.
+                position = await self.broker.position(self.stream)
+            except BaseException:
+                subscription.close()
+                raise
+            if subscription._last < entry_order(position):
+                subscription._last = entry_order(position)
+                subscription.last_id = position
             return subscription
         subscription._backlog = []
         self._add(subscription)

@@ -317,6 +317,10 @@ class Tether:
         deprecated: bool = False,
         errors: Sequence[type[TetherError]] | None = None,
         strict: bool | None = None,
+        context: str | None = None,
+        rev: str | int | None = None,
+        affects: Sequence[Any] | None = None,
+        merge: Sequence[str] | Mapping[str, str] | None = None,
     ) -> Callable[[F], F]:
         """Register an operation of the given kind."""
         return self._decorator(  # type: ignore[no-any-return]
@@ -331,6 +335,10 @@ class Tether:
                 "deprecated": deprecated,
                 "errors": errors,
                 "strict": strict,
+                "context": context,
+                "rev": rev,
+                "affects": affects,
+                "merge": merge,
             },
         )
 

@@ -19,8 +19,10 @@ from .errors import ConfigurationError, NotFound
 if TYPE_CHECKING:
     from fastapi import FastAPI, params
 
+    from .effects import Contexts
     from .invoke import Invoker
     from .limits import Admission
+    from .live import LiveHub
     from .operation import Operation
     from .registry import Tether
 
@@ -48,8 +50,10 @@ class TransportHandle:
         "admission",
         "allowed_origins",
         "body_timeout",
+        "contexts",
         "dependencies",
         "invoker",
+        "live",
         "max_body_size",
         "operations",
         "prefix",
@@ -76,6 +80,10 @@ class TransportHandle:
         """The Tether-level dependencies, solved before every operation's own."""
         self.user: params.Depends | None = tether.user
         """The dependency resolving the current user, for operations with `auth=`."""
+        self.contexts: Contexts = tether.contexts
+        """The client-cache contexts (bundles, and what live subscriptions name)."""
+        self.live: LiveHub = tether.live
+        """Live push: subscribe a sink to topics (see `tether.live`)."""
 
     @property
     def app(self) -> FastAPI | None:
