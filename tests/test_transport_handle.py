@@ -22,6 +22,8 @@ DOCUMENTED = {
     "app",
     "app_dependencies",
     "batch_scoped",
+    "contexts",
+    "live",
     "get",
 }
 

@@ -131,8 +131,11 @@ class Context:
         )
         if errors:
             raise ValidationFailed.from_errors(errors)
+        # A strict context's query-string params stay `QueryParams`: each slot then reads
+        # their text as a query string, not as JSON.
+        kind = QueryParams if type(params) is QueryParams else dict
         return [
-            (op, {name: params[name] for name in op.input_names if name in params})
+            (op, kind({name: params[name] for name in op.input_names if name in params}))
             for op in self.slots
         ]
 
@@ -585,7 +588,7 @@ class Contexts:
         if isinstance(name, str) and self._operations.get(name) is item:
             return item
         for op in self._operations.values():
-            if op.func is item or getattr(op.func, "__func__", None) is item:
+            if op.func is item or getattr(op.func, "__tether_method__", None) is item:
                 return op
         return None
 

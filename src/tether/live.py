@@ -25,6 +25,7 @@ order and without duplicates; when the gap can no longer be replayed it receives
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -36,9 +37,9 @@ import orjson
 
 from ._runtime import BackgroundTask, runner_token, spawn
 from .auth import check_auth
-from .brokers.base import Broker, Entry, entry_order
+from .brokers.base import Broker, BrokerError, Entry, entry_order
 from .dependencies import DependencyPlan, scope_with_stacks
-from .errors import ConfigurationError, NotFound, ValidationFailed
+from .errors import ConfigurationError, NotFound, ServiceUnavailable, ValidationFailed
 
 if TYPE_CHECKING:
     from .context import CallContext
@@ -62,6 +63,12 @@ LIVE_STREAM = "tether.live"
 """The broker stream live pushes travel on."""
 
 _REPLAY_PAGE = 500
+_PUBLISH_BATCH = 256
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 2.0
+
+RESYNC_ENTRY = b'{"resync":true}'
+"""The entry a process publishes when some of its pushes were lost: every subscriber resyncs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +79,12 @@ class LiveSettings:
     """Pushes a subscriber may leave unsent (its client not reading) before it is dropped."""
     max_topics: int = 64
     """Topics one subscription may name."""
+    publish_queue: int = 10_000
+    """Pushes this process holds while the broker cannot take them (Redis down); past it the
+    oldest are dropped, and one resync entry is published once the broker is back."""
 
     def __post_init__(self) -> None:
-        for name in ("subscriber_queue", "max_topics"):
+        for name in ("subscriber_queue", "max_topics", "publish_queue"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"LiveSettings.{name} must be a positive integer")
@@ -143,7 +153,7 @@ class LiveSubscription:
 
     def _give(self, entry_id: str, order: tuple[int, int], payload: bytes) -> bool:
         """Hand one payload to the sink, unless it is not newer than the last; False: dropped."""
-        if order <= self._last:
+        if order <= self._last or self.closed:
             return True
         backlog = self._backlog
         if backlog is not None:
@@ -196,6 +206,10 @@ class LiveHub:
         self.dropped = 0
         """Subscribers this process dropped because they did not read."""
         self._gate = gate
+        self._queue: deque[bytes] = deque()
+        self._lost = False
+        self._publisher: BackgroundTask | None = None
+        self._wake: anyio.Event | None = None
         self._index: dict[tuple[str, str], set[LiveSubscription]] = {}
         self._count = 0
         self._runner: object = None
@@ -210,13 +224,68 @@ class LiveHub:
     # -- publishing ---------------------------------------------------------------------
 
     async def publish(self, effects: Effects) -> None:
-        """Append a call's effects to the live stream, for every process's subscribers.
+        """Queue a call's effects for the live stream, for every process's subscribers.
 
-        Raises:
-            BrokerError: the broker cannot take the entry (the outcome logs it).
+        One task per process appends what is queued to the broker, in the order the calls
+        finished (a pipeline of what has queued meanwhile), so that a client's mutations reach
+        subscribers in the order it made them. It never waits for the broker: while the broker
+        cannot take entries (Redis down) they stay queued, up to `LiveSettings.publish_queue`.
         """
-        await self.broker.publish(self.stream, effects.push_json())
-        self.published += 1
+        queue = self._queue
+        if len(queue) >= self.settings.publish_queue:
+            queue.popleft()
+            if not self._lost:
+                logger.error(
+                    "live: %d pushes wait for the broker; the oldest are dropped, and"
+                    " subscribers will be told to resync",
+                    len(queue),
+                )
+            self._lost = True
+        queue.append(effects.push_json())
+        self._start()
+        wake = self._wake
+        if wake is not None:
+            wake.set()
+
+    async def settle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (a test helper's bound)
+        """Wait until every push queued so far in this process is on the broker (tests, shutdown)."""
+        with anyio.move_on_after(timeout):
+            while self._queue or self._lost:  # noqa: ASYNC110 (polled, as events' settle)
+                await anyio.sleep(0.005)
+
+    def _start(self) -> None:
+        self._fresh_loop()
+        publisher = self._publisher
+        if publisher is None or publisher.done:
+            self._publisher = spawn("live: publisher", self._run_publisher)
+
+    async def _run_publisher(self) -> None:
+        queue = self._queue
+        failures = 0
+        while True:
+            if not queue and not self._lost:
+                wake = self._wake = anyio.Event()
+                await wake.wait()
+                continue
+            batch = [queue[i] for i in range(min(len(queue), _PUBLISH_BATCH))]
+            try:
+                if self._lost:
+                    await self.broker.publish(self.stream, RESYNC_ENTRY)
+                    self._lost = False
+                if batch:
+                    await self.broker.publish_many(self.stream, batch)
+            except Exception as exc:  # the broker is down (or broken): the pushes wait
+                failures += 1
+                if failures == 1:
+                    logger.error("live: the broker cannot take pushes (%s); they wait", exc)
+                await anyio.sleep(min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (failures - 1)))
+                continue
+            if failures:
+                logger.warning("live: the broker takes pushes again")
+                failures = 0
+            for _ in batch:
+                queue.popleft()
+            self.published += len(batch)
 
     # -- topics -------------------------------------------------------------------------
 
@@ -336,6 +405,16 @@ class LiveHub:
         """
         user = await self._admit(ctx, topics, dependency_cache)
         subscription = LiveSubscription(self, topics, self.user_key(user), sink)
+        try:
+            return await self._open(subscription, since)
+        except BrokerError as exc:
+            subscription.close()
+            raise ServiceUnavailable(
+                "Live push cannot reach its broker; try again later",
+                details={"reason": str(exc)},
+            ) from None
+
+    async def _open(self, subscription: LiveSubscription, since: str | None) -> LiveSubscription:
         await self._ensure_feed()
         if since is None:
             self._add(subscription)
@@ -391,33 +470,46 @@ class LiveHub:
         return user
 
     async def _replay(self, subscription: LiveSubscription, since: str) -> None:
-        """Give the subscriber the entries after `since`, then what the feed held back meanwhile."""
+        """Give the subscriber the entries after `since`, then what the feed held back meanwhile.
+
+        More than `subscriber_queue` pushes to replay, a gap the stream no longer holds, or a
+        resync entry inside it: the subscriber gets one resync payload instead.
+        """
+        limit = self.settings.subscriber_queue
+        held: list[tuple[str, bytes]] = []
         last = since
-        try:
-            subscription._last = entry_order(since)
-        except ValueError:
-            subscription._last = (-1, -1)
-        while True:
+        resync = False
+        while not resync:
             entries, gone = await self.broker.read_after(self.stream, last, _REPLAY_PAGE)
-            if gone:
-                latest = await self.broker.position(self.stream)
-                subscription._last = entry_order(latest)
-                subscription.last_id = latest
-                if not subscription.sink.push(latest, resync_payload(latest)):
-                    self._drop(subscription)
-                    return
-                break
-            for entry in entries:
-                payload = self._payload_for(subscription, _decode(entry))
-                order = entry_order(entry.id)
-                subscription._last = order
-                subscription.last_id = entry.id
+            resync = gone
+            for entry in entries if not gone else ():
                 last = entry.id
-                if payload is not None and not subscription.sink.push(entry.id, payload):
-                    self._drop(subscription)
-                    return
+                if entry.data == RESYNC_ENTRY:  # pushes were lost inside the gap
+                    resync = True
+                    break
+                payload = self._payload_for(subscription, _decode(entry))
+                if payload is not None:
+                    held.append((entry.id, payload))
+                    if len(held) > limit:
+                        resync = True
+                        break
             if len(entries) < _REPLAY_PAGE:
                 break
+        if resync:
+            last = await self.broker.position(self.stream)
+            held = [(last, resync_payload(last))]
+        if subscription.closed:
+            return
+        for entry_id, payload in held:
+            if not subscription.sink.push(entry_id, payload):
+                self._drop(subscription)
+                return
+        try:
+            order = entry_order(last)
+        except ValueError:
+            order = (-1, -1)
+        subscription._last = order
+        subscription.last_id = last if order >= (0, 0) else None
         backlog = subscription._backlog or []
         subscription._backlog = None
         for entry_id, payload in backlog:
@@ -427,15 +519,20 @@ class LiveHub:
 
     # -- the feed -----------------------------------------------------------------------
 
-    async def _ensure_feed(self) -> None:
+    def _fresh_loop(self) -> None:
         token = runner_token()
         if self._runner is not token:
-            # First use, or an earlier event loop has ended (tests): its feed died with it.
+            # First use, or an earlier event loop has ended (tests): its tasks died with it.
             self._runner = token
             self._feed = None
+            self._publisher = None
+            self._wake = None
             self._lock = anyio.Lock()
             self._index = {}
             self._count = 0
+
+    async def _ensure_feed(self) -> None:
+        self._fresh_loop()
         assert self._lock is not None
         async with self._lock:
             feed = self._feed
@@ -449,7 +546,7 @@ class LiveHub:
         entries = self.broker.subscribe(self.stream, since=since)
         try:
             async for entry in entries:
-                if entry.resync:
+                if entry.resync or entry.data == RESYNC_ENTRY:
                     self._resync_all(entry.id)
                 elif self._count:
                     self._hand_out(entry)
@@ -544,14 +641,19 @@ class LiveHub:
         if removed:
             self._count -= 1
 
-    async def close(self) -> None:
-        """End every subscription of this process, and stop the feed."""
-        feed = self._feed
-        if feed is not None:
-            feed.cancel()
-            with anyio.move_on_after(5):
-                await feed.wait()
+    async def close(self, grace: float = 5.0) -> None:
+        """Publish what is queued (within `grace` seconds), end every subscription, stop the tasks."""
+        if self._publisher is not None and not self._publisher.done:
+            await self.settle(grace)
+            if self._queue:
+                logger.error("live: %d pushes were not published before shutdown", len(self._queue))
+        for task in (self._publisher, self._feed):
+            if task is not None:
+                task.cancel()
+                with anyio.move_on_after(5):
+                    await task.wait()
         self._feed = None
+        self._publisher = None
         for subscriptions in list(self._index.values()):
             for subscription in list(subscriptions):
                 self._end(subscription, "closed")

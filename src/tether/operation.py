@@ -169,10 +169,10 @@ def _affects(affects: Sequence[Any] | None, where: str) -> tuple[Any, ...]:
     if isinstance(affects, str) or not isinstance(affects, Sequence):
         raise ConfigurationError(f"{where}: affects= takes a list, such as affects=['todos']")
     for item in affects:
-        if not (isinstance(item, str) or callable(item)):
+        if not (isinstance(item, str | Operation) or callable(item)):
             raise ConfigurationError(
-                f"{where}: affects= takes context names, query names and query functions,"
-                f" not {item!r}"
+                f"{where}: affects= takes context names, query names, query functions and"
+                f" operations, not {item!r}"
             )
     return tuple(affects)
 

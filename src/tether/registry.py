@@ -407,6 +407,10 @@ class Tether:
         """
 
         def register(f: F) -> F:
+            # The kind follows the message: context= and rev= (a query's) are checked once
+            # it is known, as affects= and merge= (a command's) are.
+            context = options.pop("context", None)
+            rev = options.pop("rev", None)
             spec = make_spec("command", **options)
             message_type, op = compile_message_handler(
                 f,
@@ -417,6 +421,19 @@ class Tether:
                 tags=self.tags,
                 strict=self.strict if spec.strict is None else spec.strict,
             )
+            if op.kind == "query":
+                if op.has_effects:
+                    raise ConfigurationError(
+                        f"operation {op.name!r}: affects= and merge= apply to commands, and"
+                        f" {message_type.__name__} is a Query"
+                    )
+                checked = make_spec("query", name=op.name, context=context, rev=rev)
+                op = replace(op, context=checked.context, rev=checked.rev)
+            elif context is not None or rev is not None:
+                raise ConfigurationError(
+                    f"operation {op.name!r}: context= and rev= apply to queries, and"
+                    f" {message_type.__name__} is a Command"
+                )
             bound = self._message_handlers.get(message_type)
             if bound is not None:
                 raise ConfigurationError(

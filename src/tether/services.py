@@ -183,6 +183,7 @@ def bound_operation_function(
                 state[name] = kwargs.pop(name)
             return instance
 
+    bound: Callable[..., Any]
     if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
 
         def open_stream(**kwargs: Any) -> Any:
@@ -190,16 +191,19 @@ def bound_operation_function(
             # the instance lives as long as the generator references it.
             return func(instantiate(kwargs), **kwargs)
 
-        return open_stream
-
-    if inspect.iscoroutinefunction(func):
+        bound = open_stream
+    elif inspect.iscoroutinefunction(func):
 
         async def call_async(**kwargs: Any) -> Any:
             return await func(instantiate(kwargs), **kwargs)
 
-        return call_async
+        bound = call_async
+    else:
 
-    def call_sync(**kwargs: Any) -> Any:
-        return func(instantiate(kwargs), **kwargs)
+        def call_sync(**kwargs: Any) -> Any:
+            return func(instantiate(kwargs), **kwargs)
 
-    return call_sync
+        bound = call_sync
+    # The method the operation calls: `affects=[Service.query_method]` finds it by this.
+    bound.__dict__["__tether_method__"] = func
+    return bound
