@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 
 from ._strict import QueryParams
@@ -202,8 +203,21 @@ class Context:
         return adapter
 
 
+def _required(op: Operation, name: str) -> bool:
+    info = _info_of(op, name)
+    return info is not None and info.is_required()
+
+
 def _field_of(op: Operation, name: str) -> Any:
     """Return the annotation (with its constraints) of `op`'s input `name`, or None."""
+    info = _info_of(op, name)
+    if info is None:
+        return None
+    return Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+
+
+def _info_of(op: Operation, name: str) -> FieldInfo | None:
+    """Return the model field of `op`'s input `name` (found by name, renaming or alias)."""
     fields = op.input_model.model_fields
     info = fields.get(name)
     if info is None:
@@ -214,9 +228,7 @@ def _field_of(op: Operation, name: str) -> Any:
             for candidate in fields.values():
                 if candidate.alias == name:
                     info = candidate
-    if info is None:
-        return None
-    return Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    return info
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,10 +507,16 @@ class Contexts:
     def _context(self, name: str, slots: list[Operation]) -> Context:
         options = self._options.get(name, ContextOptions())
         declared: dict[str, int] = {}
+        needed: set[str] = set()
         for op in slots:
             for param in op.input_names:
                 declared[param] = declared.get(param, 0) + 1
-        params = {param: count == len(slots) for param, count in declared.items()}
+                if _required(op, param):
+                    needed.add(param)
+        # Required: every slot takes it, and some slot has no default for it.
+        params = {
+            param: count == len(slots) and param in needed for param, count in declared.items()
+        }
         rev = options.rev
         if rev is None and any(op.rev is not None for op in slots):
             rev = ",".join(f"{op.name}:{op.rev}" for op in slots if op.rev is not None)

@@ -210,8 +210,7 @@ class LiveHub:
         self._lost = False
         self._publisher: BackgroundTask | None = None
         self._wake: anyio.Event | None = None
-        self._index: dict[tuple[str, str], set[LiveSubscription]] = {}
-        self._count = 0
+        self._index = _TopicIndex()
         self._runner: object = None
         self._feed: BackgroundTask | None = None
         self._lock: anyio.Lock | None = None
@@ -219,7 +218,7 @@ class LiveHub:
     @property
     def subscribers(self) -> int:
         """How many subscriptions this process serves now."""
-        return self._count
+        return len(self._index)
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -528,8 +527,7 @@ class LiveHub:
             self._publisher = None
             self._wake = None
             self._lock = anyio.Lock()
-            self._index = {}
-            self._count = 0
+            self._index = _TopicIndex()
 
     async def _ensure_feed(self) -> None:
         self._fresh_loop()
@@ -548,15 +546,14 @@ class LiveHub:
             async for entry in entries:
                 if entry.resync or entry.data == RESYNC_ENTRY:
                     self._resync_all(entry.id)
-                elif self._count:
+                elif self._index:
                     self._hand_out(entry)
         finally:
             aclose = getattr(entries, "aclose", None)
             if aclose is not None:
                 await aclose()
-            for subscriptions in list(self._index.values()):
-                for subscription in list(subscriptions):
-                    self._end(subscription, "closed")
+            for subscription in self._index.all():
+                self._end(subscription, "closed")
 
     def _hand_out(self, entry: Entry) -> None:
         """Give one entry to every matching subscriber (one encoding per distinct selection)."""
@@ -568,13 +565,7 @@ class LiveHub:
         wanted: dict[LiveSubscription, None] = {}
         for kind in ("invalidate", "merge"):
             for item in decoded[kind]:
-                key = (
-                    ("context", item["context"])
-                    if "context" in item
-                    else ("query", item.get("query", ""))
-                )
-                for subscription in self._index.get(key, ()):
-                    wanted[subscription] = None
+                self._index.candidates(item, wanted)
         encoded: dict[tuple[tuple[int, ...], tuple[int, ...]], bytes | None] = {}
         for subscription in wanted:
             selection = _select(subscription, decoded)
@@ -595,13 +586,12 @@ class LiveHub:
         logger.warning("live: the feed lost entries (the broker restarted?); subscribers resync")
         order = entry_order(entry_id)
         payload = resync_payload(entry_id)
-        for subscriptions in list(self._index.values()):
-            for subscription in list(subscriptions):
-                if subscription.closed:
-                    continue
-                subscription._last = (-1, -1)  # a restarted broker may reuse lower ids
-                if not subscription._give(entry_id, order, payload):
-                    self._drop(subscription)
+        for subscription in self._index.all():
+            if subscription.closed:
+                continue
+            subscription._last = (-1, -1)  # a restarted broker may reuse lower ids
+            if not subscription._give(entry_id, order, payload):
+                self._drop(subscription)
 
     def _drop(self, subscription: LiveSubscription) -> None:
         if not subscription.closed:
@@ -624,22 +614,10 @@ class LiveHub:
     # -- the index ----------------------------------------------------------------------
 
     def _add(self, subscription: LiveSubscription) -> None:
-        for topic in subscription.topics:
-            self._index.setdefault((topic.kind, topic.name), set()).add(subscription)
-        self._count += 1
+        self._index.add(subscription)
 
     def _remove(self, subscription: LiveSubscription) -> None:
-        removed = False
-        for topic in subscription.topics:
-            key = (topic.kind, topic.name)
-            subscriptions = self._index.get(key)
-            if subscriptions is not None and subscription in subscriptions:
-                subscriptions.discard(subscription)
-                removed = True
-                if not subscriptions:
-                    del self._index[key]
-        if removed:
-            self._count -= 1
+        self._index.remove(subscription)
 
     async def close(self, grace: float = 5.0) -> None:
         """Publish what is queued (within `grace` seconds), end every subscription, stop the tasks."""
@@ -654,9 +632,132 @@ class LiveHub:
                     await task.wait()
         self._feed = None
         self._publisher = None
-        for subscriptions in list(self._index.values()):
-            for subscription in list(subscriptions):
-                self._end(subscription, "closed")
+        for subscription in self._index.all():
+            self._end(subscription, "closed")
+
+
+class _Bucket:
+    """The subscriptions of one target: those without params, and those narrowed by a param."""
+
+    __slots__ = ("scoped", "unscoped")
+
+    def __init__(self) -> None:
+        self.unscoped: set[LiveSubscription] = set()
+        self.scoped: dict[str, dict[bytes, set[LiveSubscription]]] = {}
+        """param name -> the param's value (as JSON) -> subscriptions narrowed by it."""
+
+    def __bool__(self) -> bool:
+        return bool(self.unscoped or self.scoped)
+
+
+class _TopicIndex:
+    """Finds the subscriptions an entry may reach without scanning every subscriber of its target.
+
+    A topic is filed under its target, then under one of its params and that param's value.
+    An entry narrowed by params looks only at the topics without params, those filed under
+    one of its own (param, value) pairs, and those filed under a param it does not give.
+    """
+
+    __slots__ = ("_buckets", "_count")
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def all(self) -> list[LiveSubscription]:
+        """Every subscription, once each."""
+        found: dict[LiveSubscription, None] = {}
+        for bucket in self._buckets.values():
+            found.update(dict.fromkeys(bucket.unscoped))
+            for values in bucket.scoped.values():
+                for subscriptions in values.values():
+                    found.update(dict.fromkeys(subscriptions))
+        return list(found)
+
+    def add(self, subscription: LiveSubscription) -> None:
+        """File each of the subscription's topics."""
+        for topic in subscription.topics:
+            self._slot(topic, create=True).add(subscription)  # type: ignore[union-attr]
+        self._count += 1
+
+    def remove(self, subscription: LiveSubscription) -> None:
+        """Unfile the subscription's topics (once)."""
+        removed = False
+        for topic in subscription.topics:
+            found = self._slot(topic, create=False)
+            if found is not None and subscription in found:
+                found.discard(subscription)
+                removed = True
+                self._prune(topic)
+        if removed:
+            self._count -= 1
+
+    def candidates(self, item: dict[str, Any], into: dict[LiveSubscription, None]) -> None:
+        """Add to `into` the subscriptions whose topics may match an entry item."""
+        if "context" in item:
+            key = ("context", str(item["context"]))
+        else:
+            key = ("query", str(item.get("query")))
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return
+        into.update(dict.fromkeys(bucket.unscoped))
+        params = item.get("params") or {}
+        for name, values in bucket.scoped.items():
+            if name in params:
+                narrowed = values.get(_value_key(params[name]))
+                if narrowed:
+                    into.update(dict.fromkeys(narrowed))
+            else:
+                for subscriptions in values.values():
+                    into.update(dict.fromkeys(subscriptions))
+
+    def _slot(self, topic: Topic, *, create: bool) -> set[LiveSubscription] | None:
+        key = (topic.kind, topic.name)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if not create:
+                return None
+            bucket = self._buckets[key] = _Bucket()
+        if not topic.params:
+            return bucket.unscoped
+        name = min(topic.params)
+        value = _value_key(topic.params[name])
+        values = bucket.scoped.get(name)
+        if values is None:
+            if not create:
+                return None
+            values = bucket.scoped[name] = {}
+        found = values.get(value)
+        if found is None and create:
+            found = values[value] = set()
+        return found
+
+    def _prune(self, topic: Topic) -> None:
+        key = (topic.kind, topic.name)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return
+        if topic.params:
+            name = min(topic.params)
+            values = bucket.scoped.get(name, {})
+            value = _value_key(topic.params[name])
+            if not values.get(value, True):
+                del values[value]
+            if not values:
+                bucket.scoped.pop(name, None)
+        if not bucket:
+            del self._buckets[key]
+
+
+def _value_key(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _decode(entry: Entry) -> dict[str, Any] | None:
