@@ -557,7 +557,8 @@ class Contexts:
                         " nor a registered query"
                     )
                 return None
-            invalidate.append(target)
+            if target not in invalidate:  # a context named twice (or by two of its slots)
+                invalidate.append(target)
         merge: list[_Target] = []
         for context_name, slot_name in op.merge:
             context = self.contexts().get(context_name)
@@ -568,15 +569,15 @@ class Contexts:
                     )
                 return None
             slot = self._merge_slot(op, context, slot_name, where)
-            merge.append(
-                _Target(
-                    "context",
-                    context.name,
-                    tuple(p for p in context.params if p in inputs),
-                    context.per_user,
-                    slot=slot.name,
-                )
+            merged = _Target(
+                "context",
+                context.name,
+                tuple(p for p in context.params if p in inputs),
+                context.per_user,
+                slot=slot.name,
             )
+            if merged not in merge:
+                merge.append(merged)
         plan = EffectPlan(invalidate, merge, op.message_param)
         self._plans[op.name] = plan
         return plan

@@ -643,7 +643,7 @@ class _Bucket:
 
     def __init__(self) -> None:
         self.unscoped: set[LiveSubscription] = set()
-        self.scoped: dict[str, dict[bytes, set[LiveSubscription]]] = {}
+        self.scoped: dict[str, dict[str, set[LiveSubscription]]] = {}
         """param name -> the param's value (as JSON) -> subscriptions narrowed by it."""
 
     def __bool__(self) -> bool:
@@ -756,8 +756,9 @@ class _TopicIndex:
             del self._buckets[key]
 
 
-def _value_key(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+def _value_key(value: Any) -> str:
+    # A str of the exact size: orjson's bytes keep a 4 KB buffer, and keys live long.
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _decode(entry: Entry) -> dict[str, Any] | None:

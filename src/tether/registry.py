@@ -553,6 +553,16 @@ class Tether:
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         effects: Literal[True],
     ) -> CallResult: ...
+    @overload
+    async def call(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        /,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        effects: bool,
+    ) -> Any: ...
     async def call(
         self,
         name: str,

@@ -229,7 +229,8 @@ class MemoryBroker(Broker):
         data = entry.data.decode("utf-8", "replace")
         state = self._stream(f"{stream}.parked")
         state.head += 1
-        record = orjson.dumps({"id": entry.id, "reason": reason, "data": data})
+        # Copied to its exact size: orjson's bytes keep a 4 KB buffer, and parked entries stay.
+        record = bytes(memoryview(orjson.dumps({"id": entry.id, "reason": reason, "data": data})))
         state.entries.append(Entry(str(state.head), record))
         state.signal()
 
