@@ -207,6 +207,7 @@ class LiveHub:
         """Subscribers this process dropped because they did not read."""
         self._gate = gate
         self._queue: deque[bytes] = deque()
+        self._dropped_pushes = 0
         self._lost = False
         self._publisher: BackgroundTask | None = None
         self._wake: anyio.Event | None = None
@@ -232,13 +233,14 @@ class LiveHub:
         """
         queue = self._queue
         if len(queue) >= self.settings.publish_queue:
-            queue.popleft()
             if not self._lost:
                 logger.error(
                     "live: %d pushes wait for the broker; the oldest are dropped, and"
                     " subscribers will be told to resync",
                     len(queue),
                 )
+            queue.popleft()
+            self._dropped_pushes += 1
             self._lost = True
         queue.append(effects.push_json())
         self._start()
@@ -267,6 +269,7 @@ class LiveHub:
                 await wake.wait()
                 continue
             batch = [queue[i] for i in range(min(len(queue), _PUBLISH_BATCH))]
+            dropped = self._dropped_pushes
             try:
                 if self._lost:
                     await self.broker.publish(self.stream, RESYNC_ENTRY)
@@ -282,7 +285,9 @@ class LiveHub:
             if failures:
                 logger.warning("live: the broker takes pushes again")
                 failures = 0
-            for _ in batch:
+            # Pushes dropped meanwhile (a full queue) were the oldest: this batch's first ones.
+            done = max(0, len(batch) - (self._dropped_pushes - dropped))
+            for _ in range(done):
                 queue.popleft()
             self.published += len(batch)
 
@@ -551,7 +556,9 @@ class LiveHub:
         finally:
             aclose = getattr(entries, "aclose", None)
             if aclose is not None:
-                await aclose()
+                # Shielded: cancelled (the hub closing), the reader still closes its connection.
+                with anyio.CancelScope(shield=True):
+                    await aclose()
             for subscription in self._index.all():
                 self._end(subscription, "closed")
 

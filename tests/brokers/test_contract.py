@@ -233,3 +233,35 @@ async def test_position_is_a_since_that_misses_nothing_after_it(broker: Broker) 
             await entries.aclose()  # type: ignore[attr-defined]
         assert [entry.data for entry in got] == expected
         assert not any(entry.resync for entry in got)
+
+
+async def test_read_after_returns_what_follows_an_id_without_waiting(broker: Broker) -> None:
+    stream = fresh()
+    start = await broker.position(stream)
+    with anyio.fail_after(5):  # never blocks for entries to come
+        assert await broker.read_after(stream, start, 10) == ([], False)
+    ids = [await broker.publish(stream, data) for data in (b"a", b"b", b"c")]
+    expected = [
+        Entry(id=entry_id, data=data)
+        for entry_id, data in zip(ids, (b"a", b"b", b"c"), strict=True)
+    ]
+    assert await broker.read_after(stream, start, 10) == (expected, False)
+    assert await broker.read_after(stream, ids[0], 10) == (expected[1:], False)
+    assert await broker.read_after(stream, ids[0], 1) == (expected[1:2], False)
+    assert await broker.read_after(stream, ids[-1], 10) == ([], False)
+
+
+async def test_read_after_an_id_that_is_gone_or_no_id_of_the_stream_says_so(make: Any) -> None:
+    broker: Broker = make(maxlen=SMALL)
+    stream = fresh()
+    try:
+        gone = await broker.publish(stream, b"old")
+        latest = (await many(broker, stream, 300))[-1]
+        head, dash, tail = latest.partition("-")
+        beyond = f"{int(head) + 1000}{dash}{tail}"  # later than anything the stream made
+        for since in (gone, "not-an-id", beyond):
+            assert await broker.read_after(stream, since, 10) == ([], True), since
+        held, lost = await broker.read_after(stream, latest, 10)
+        assert (held, lost) == ([], False)
+    finally:
+        await broker.close()

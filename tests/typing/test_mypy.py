@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from tests.typing import events_usage, services_usage
+from tests.typing import cache_usage, events_usage, services_usage
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -155,3 +155,44 @@ async def test_events_usage_also_runs() -> None:
     assert note == events_usage.NoteOut(id=1, title="x")
     assert found == [note]
     assert indexed == [1, 2]
+
+
+def test_cache_usage_passes_mypy_strict_and_call_with_effects_is_a_call_result() -> None:
+    module = HERE / "cache_usage.py"
+    completed = run_mypy(str(module.relative_to(ROOT)))
+    errors = [line for line in completed.stdout.splitlines() if ": error:" in line]
+    assert errors == []
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert revealed(completed.stdout, module.read_text()) == {
+        "added": "tether.effects.CallResult",
+        "added.invalidate": "list[dict[str, Any]]",
+        "plain": "Any",
+        "bundle": "dict[str, Any]",
+    }
+
+
+def test_call_takes_effects_as_a_plain_bool() -> None:
+    # A flag known only at run time: the result is the one or the other.
+    program = "\n".join(
+        [
+            "from typing import reveal_type",
+            "from tests.typing.cache_usage import api",
+            "async def either(wanted: bool) -> None:",
+            "    reveal_type(await api.call('rename', {'name': 'x'}, effects=wanted))",
+        ]
+    )
+    completed = run_mypy("-c", program)
+    assert [line for line in completed.stdout.splitlines() if ": error:" in line] == []
+    assert completed.returncode == 0, completed.stdout
+
+
+async def test_cache_usage_also_runs() -> None:
+    added, plain, bundle = await cache_usage.main()
+    assert added == cache_usage.CallResult(
+        cache_usage.Todo(id=2, owner_id=5, title="x"),
+        [{"context": "todos", "params": {"owner_id": 5}}],
+        [],
+    )
+    assert plain == cache_usage.Profile(name="grace")
+    assert bundle == {"todos": [cache_usage.Todo(id=1, owner_id=5, title="milk")]}
+    assert cache_usage.api.contexts.get("todos").rev == "2"

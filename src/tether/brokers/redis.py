@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+import anyio
 import orjson
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import Connection
@@ -368,8 +369,11 @@ class RedisBroker(Broker):
                     last = entry.id
                     yield entry
         finally:
+            # Shielded: a cancelled reader (its subscriber stopped) must still close its
+            # connection now, not leave it to the garbage collector.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.timeout):
+                await reader.aclose()
             self._subscribers.discard(reader)
-            await reader.aclose()
 
     async def read_after(self, stream: str, since: str, count: int) -> tuple[list[Entry], bool]:
         """XRANGE up to `count` entries after `since`; True when some after it are gone.
