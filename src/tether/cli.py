@@ -4,11 +4,12 @@
 tether schema openapi --app tether.demo.app:app      # FastAPI's OpenAPI, every operation
 tether schema openrpc --app tether.demo.app:app      # the OpenRPC document of JSON-RPC
 tether serve main:app [--host 127.0.0.1] [--port 8000] [--grace 10]   # any app, TetherServer
+                      [--ws-per-message-deflate]
 tether demo [--port 8000]                            # the todo demo on 127.0.0.1
 ```
 
 `serve` and `demo` run `tether.server.TetherServer` (uvicorn with tether's WebSocket message
-limit and a bounded shutdown); they need the `server` extra.
+limit, WebSocket compression off, and a bounded shutdown); they need the `server` extra.
 """
 
 from __future__ import annotations
@@ -83,20 +84,24 @@ _SERVER_EXTRA_HINT = (
 )
 
 
-def _serve_with_tether_server(app: FastAPI, *, host: str, port: int, grace: float) -> int:
+def _serve_with_tether_server(
+    app: FastAPI, *, host: str, port: int, grace: float, **uvicorn_config: Any
+) -> int:
     try:
         from .server import serve
     except ImportError:
         print(_SERVER_EXTRA_HINT, file=sys.stderr)
         return 1
-    serve(app, host=host, port=port, grace=grace)  # pragma: no cover - serves until stopped
+    serve(app, host=host, port=port, grace=grace, **uvicorn_config)  # pragma: no cover
     return 0  # pragma: no cover
 
 
 def _serve(args: argparse.Namespace) -> int:
     app = load_app(args.app)
     find_tether(app)  # a clear message now, rather than a traceback once the server starts
-    return _serve_with_tether_server(app, host=args.host, port=args.port, grace=args.grace)
+    # Given, the flag keeps uvicorn's compression on; absent, TetherServer's setting applies.
+    extra = {"ws_per_message_deflate": True} if args.ws_per_message_deflate else {}
+    return _serve_with_tether_server(app, host=args.host, port=args.port, grace=args.grace, **extra)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -130,6 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (8000)")
     serve.add_argument("--grace", type=_seconds, default=10.0, help=grace_help)
+    serve.add_argument(
+        "--ws-per-message-deflate",
+        action="store_true",
+        help="keep WebSocket compression on (off by default: about 33 KB per connection)",
+    )
     serve.set_defaults(run=_serve)
     demo = commands.add_parser("demo", help="serve the todo demo on 127.0.0.1")
     demo.add_argument("--port", type=int, default=8000, help="TCP port to listen on (8000)")

@@ -26,15 +26,27 @@ What `TetherServer` adds to `uvicorn.Server`, and the plain-uvicorn equivalent o
   hears of the shutdown; and after a signal, uvicorn exits without letting the calls it
   cancelled run their teardown, so a yield dependency whose teardown awaits is not closed.
 
+- **WebSocket compression is off.** uvicorn accepts every client's offer of
+  permessage-deflate (browsers always offer it), and then keeps a compressor and a
+  decompressor for each socket: about 33 KB of each idle connection's 61 KB on uvicorn's
+  default WebSocket implementation (`bench/live_memory.py`). tether's messages are small
+  JSON, so `TetherServer` sets `ws_per_message_deflate=False` (`SERVER_SETTINGS`). With
+  plain uvicorn, pass `--ws-per-message-deflate false`
+  (`uvicorn.Config(ws_per_message_deflate=False)`). To keep compression on, pass
+  `ws_per_message_deflate=True` to `serve`, or `TetherServer(config, settings={})`.
+
 It runs one process: `reload` and `workers` are uvicorn's CLI features, not the server's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import uvicorn
@@ -44,10 +56,17 @@ from .errors import ConfigurationError
 from .registry import Tether
 from .transports.websocket import WebSocketTransport
 
-__all__ = ("DEFAULT_GRACE", "TetherServer", "serve")
+__all__ = ("DEFAULT_GRACE", "SERVER_SETTINGS", "TetherServer", "serve")
 
 DEFAULT_GRACE = 10.0
 """Seconds in-flight calls get to finish on shutdown before they are cancelled, by default."""
+
+SERVER_SETTINGS: Mapping[str, Any] = MappingProxyType({"ws_per_message_deflate": False})
+"""The `uvicorn.Config` settings `TetherServer` applies where the config keeps uvicorn's default.
+
+Measured on 10,000 idle WebSockets (docs/deployment.md, "Many idle connections"): with
+per-message deflate negotiated, each costs the server about 33 KB more.
+"""
 
 # After the grace period, cancelled calls get this long to close their dependencies. (A call
 # that ignores its cancellation then gets uvicorn's own last second, see `shutdown`.)
@@ -57,16 +76,35 @@ logger = logging.getLogger("uvicorn.error")
 
 
 class TetherServer(uvicorn.Server):
-    """uvicorn's server, with tether's WebSocket message limit and a bounded, clean shutdown.
+    """uvicorn's server, with tether's WebSocket limits and settings and a bounded shutdown.
 
     Args:
         config: uvicorn's configuration; its app (or an app it mounts) has a Tether mounted.
         grace: seconds in-flight calls get to finish on shutdown before they are cancelled;
             by default the config's `timeout_graceful_shutdown`, else `DEFAULT_GRACE` (10).
+        settings: `uvicorn.Config` attributes to set, each only where `config` still has
+            uvicorn's default value (`SERVER_SETTINGS` by default: WebSocket compression
+            off); `{}` leaves the config as it is.
+
+    Raises:
+        ConfigurationError: `grace` is negative, or `settings` names no `uvicorn.Config`
+            argument.
     """
 
-    def __init__(self, config: uvicorn.Config, *, grace: float | None = None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        grace: float | None = None,
+        settings: Mapping[str, Any] = SERVER_SETTINGS,
+    ) -> None:
         super().__init__(config)
+        defaults = _uvicorn_defaults()
+        for name, value in settings.items():
+            if name not in defaults:
+                raise ConfigurationError(f"{name!r} is not a uvicorn.Config setting")
+            if getattr(config, name) == defaults[name]:
+                setattr(config, name, value)
         if grace is None:
             configured = config.timeout_graceful_shutdown
             grace = DEFAULT_GRACE if configured is None else float(configured)
@@ -163,7 +201,8 @@ def serve(
         host: the address to listen on (loopback by default).
         port: the TCP port to listen on.
         grace: seconds in-flight calls get to finish on shutdown before they are cancelled.
-        **uvicorn_config: any other `uvicorn.Config` argument, such as `log_level`.
+        **uvicorn_config: any other `uvicorn.Config` argument, such as `log_level`; one
+            that `SERVER_SETTINGS` names (`ws_per_message_deflate`) overrides tether's value.
 
     Raises:
         ConfigurationError: `reload` or `workers` is asked for (they are uvicorn CLI features).
@@ -174,8 +213,19 @@ def serve(
             " --ws-max-size and --timeout-graceful-shutdown (see tether.server)"
         )
     config = uvicorn.Config(app, host=host, port=port, **uvicorn_config)
+    # A setting given here is kept, even when it is uvicorn's default.
+    settings = {k: v for k, v in SERVER_SETTINGS.items() if k not in uvicorn_config}
     try:
-        TetherServer(config, grace=grace).run()
+        TetherServer(config, grace=grace, settings=settings).run()
     except KeyboardInterrupt:
         # Ctrl-C: the server has shut down already (uvicorn re-raises the signal it handled).
         pass
+
+
+def _uvicorn_defaults() -> dict[str, Any]:
+    """Return `uvicorn.Config`'s argument defaults, by name."""
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(uvicorn.Config).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }

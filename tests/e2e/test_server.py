@@ -1,4 +1,5 @@
-"""tether.server on real servers: the WebSocket frame limit bounds memory, shutdown is bounded.
+"""tether.server on real servers: the WebSocket frame limit bounds memory, shutdown is bounded,
+WebSocket compression is off unless asked for, and an idle connection runs no task it could share.
 
 The memory and signal tests run the server in a subprocess (`tether serve`, or plain
 `uvicorn` for comparison) with tests/e2e/_server_app.py, and read its peak RSS (VmHWM) from
@@ -17,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -36,6 +37,7 @@ from tether._mounted import mounted_tethers
 from tether.errors import ConfigurationError
 from tether.server import DEFAULT_GRACE, TetherServer, serve
 from tether.transports import default_transports
+from tether.transports._scheduler import IDLE_WORKER_SECONDS
 from tether.transports.websocket import DEFAULT_MAX_MESSAGE_SIZE, WebSocketTransport
 
 pytestmark = pytest.mark.e2e
@@ -447,3 +449,160 @@ def test_shutdown_ends_open_sse_streams_at_once() -> None:
     assert "event: end" not in lines
     # Ended by `api.shutdown()`, which TetherServer calls: the dependency was told why.
     assert closed == ["saw the server is shutting down"]
+
+
+# -- lean server settings: WebSocket compression off (issue 12) ---------------------------
+
+
+def _extensions(url: str) -> str | None:
+    """Open a socket offering permessage-deflate (as browsers do), call `echo`; return the
+    extensions the server accepted (None: none)."""
+    with connect(url) as ws:  # the websockets client offers permessage-deflate by default
+        ws.send(json.dumps({"uuid": "1", "route": "echo", "payload": {"text": "hi"}}))
+        assert json.loads(ws.recv(timeout=5))["payload"] == "hi"
+        assert ws.response is not None
+        return ws.response.headers.get("Sec-WebSocket-Extensions")
+
+
+def test_tether_server_turns_websocket_compression_off() -> None:
+    app, _ = echo_app(max_message_size=4096)
+    live = tether_server(app)
+    live.start()
+    try:
+        assert live.config.ws_per_message_deflate is False
+        assert _extensions(f"{live.ws_url}/api/ws") is None
+        # Under the setting, close codes are what they were: 1009 for an oversized message...
+        with connect(f"{live.ws_url}/api/ws", max_size=None) as ws:
+            ws.send(json.dumps({"uuid": "2", "route": "echo", "payload": {"text": "a" * 5000}}))
+            with pytest.raises(ConnectionClosed) as oversized:
+                ws.recv(timeout=5)
+        assert oversized.value.rcvd is not None
+        assert oversized.value.rcvd.code == 1009
+        # ... and 1001 on shutdown.
+        with connect(f"{live.ws_url}/api/ws") as ws:
+            live.stop()
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1001
+    finally:
+        if live.thread.is_alive():
+            live.stop()
+
+
+def test_settings_left_empty_keep_uvicorns_compression() -> None:
+    app, _ = echo_app()
+    live = LiveServer(app)
+    live.server = TetherServer(live.config, settings={})
+    live.thread = threading.Thread(target=live.server.run, daemon=True)
+    live.start()
+    try:
+        assert live.config.ws_per_message_deflate is True
+        extensions = _extensions(f"{live.ws_url}/api/ws")
+    finally:
+        live.stop()
+    assert extensions is not None
+    assert "permessage-deflate" in extensions
+
+
+def test_a_setting_the_config_changed_is_kept() -> None:
+    config = uvicorn.Config(FastAPI(), ws_ping_interval=5.0)
+    TetherServer(config, settings={"ws_ping_interval": None, "ws_per_message_deflate": False})
+    assert config.ws_ping_interval == 5.0  # not uvicorn's default: the config's own choice
+    assert config.ws_per_message_deflate is False
+
+
+def test_an_unknown_server_setting_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"'ws_deflate' is not a uvicorn\.Config setting"):
+        TetherServer(uvicorn.Config(FastAPI()), settings={"ws_deflate": False})
+
+
+def test_serve_and_the_commands_apply_the_settings_unless_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tether.cli import main
+
+    servers: list[TetherServer] = []
+    monkeypatch.setattr(TetherServer, "run", lambda self, sockets=None: servers.append(self))
+    serve(FastAPI())
+    serve(FastAPI(), ws_per_message_deflate=True)  # given, even as uvicorn's default: kept
+    main(["serve", APP])
+    main(["serve", APP, "--ws-per-message-deflate"])
+    main(["demo"])
+    assert [s.config.ws_per_message_deflate for s in servers] == [False, True, False, True, False]
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "compressed"),
+    [
+        ("tether", (), False),
+        ("tether", ("--ws-per-message-deflate",), True),
+        ("uvicorn", (), True),  # plain uvicorn accepts the offer: the test can tell
+    ],
+)
+def test_tether_serve_accepts_no_compression_unless_asked(
+    kind: str, options: tuple[str, ...], compressed: bool, tmp_path: Path
+) -> None:
+    with server_process(kind, tmp_path / "log", *options) as (_, port):
+        extensions = _extensions(f"ws://127.0.0.1:{port}/api/ws")
+    assert (extensions is not None and "permessage-deflate" in extensions) is compressed
+
+
+# -- what an idle connection costs: tasks (issue 12) --------------------------------------
+
+
+def idle_app() -> FastAPI:
+    """A Tether whose `tasks` query counts the server's tasks, and whose `idle` stream waits."""
+    api = Tether()
+
+    @api.query
+    async def tasks() -> int:
+        return len(asyncio.all_tasks())
+
+    @api.stream
+    async def idle() -> AsyncIterator[int]:
+        await asyncio.Event().wait()
+        yield 0
+
+    app = FastAPI()
+    api.mount(app)
+    return app
+
+
+IDLE = 50
+
+
+def test_an_idle_websocket_or_sse_stream_runs_no_task_it_could_share() -> None:
+    live = tether_server(idle_app())
+    live.start()
+    try:
+
+        def tasks() -> int:
+            count: int = httpx.post(f"{live.url}/api/call/tasks", json={}).json()["result"]
+            return count
+
+        before = tasks()
+        with ExitStack() as sockets:
+            opened = [sockets.enter_context(connect(f"{live.ws_url}/api/ws")) for _ in range(IDLE)]
+            # One task each: uvicorn's, which runs the connection (no sending task, no worker).
+            assert tasks() - before == IDLE
+            for ws in opened:  # a call starts a worker on each connection...
+                ws.send(json.dumps({"uuid": "1", "route": "tasks"}))
+                assert json.loads(ws.recv(timeout=5))["status"] == 200
+            # ... which ends once the connection has been quiet for IDLE_WORKER_SECONDS.
+            deadline = time.monotonic() + 10 * IDLE_WORKER_SECONDS
+            while tasks() - before > IDLE:
+                assert time.monotonic() < deadline, "the idle connections kept their workers"
+                time.sleep(0.1)
+        before = tasks()
+        with httpx.Client(timeout=10) as client, ExitStack() as streams:
+            for _ in range(IDLE):
+                response = streams.enter_context(
+                    client.stream("GET", f"{live.url}/api/stream/idle")
+                )
+                assert response.status_code == 200
+            # Two each: uvicorn's, which runs the stream, and the one that watches the client
+            # leave and sends the heartbeat.
+            assert tasks() - before == 2 * IDLE
+    finally:
+        live.stop()

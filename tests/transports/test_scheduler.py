@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import anyio
 import anyio.lowlevel
+import pytest
 
+from tether.transports import _scheduler
 from tether.transports._scheduler import WorkerPool
 
 
@@ -130,3 +132,40 @@ async def test_a_third_job_waits_for_one_of_the_two_workers() -> None:
                 await anyio.lowlevel.checkpoint()
         group.cancel_scope.cancel()
     assert started == [0, 1, 2]
+
+
+async def test_an_idle_worker_ends_and_the_next_job_starts_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A quiet connection (an idle subscriber) keeps no worker task.
+    monkeypatch.setattr(_scheduler, "IDLE_WORKER_SECONDS", 0.05)
+    ran = 0
+
+    async def job() -> None:
+        nonlocal ran
+        ran += 1
+
+    async def drained(pool: WorkerPool) -> None:
+        with anyio.fail_after(5):
+            while pool.in_flight:
+                await anyio.lowlevel.checkpoint()
+
+    async def quiet(count: int) -> None:
+        with anyio.fail_after(5):
+            while len(anyio.get_running_tasks()) > count:  # noqa: ASYNC110 - nothing to wait on
+                await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as group:
+        before = len(anyio.get_running_tasks())
+        pool = WorkerPool(4)
+        pool.group = group
+        pool.start(job)
+        await drained(pool)
+        assert len(anyio.get_running_tasks()) == before + 1  # the worker waits for a while
+        await quiet(before)  # then ends
+        pool.start(job)  # the next job starts a worker again
+        await drained(pool)
+        assert len(anyio.get_running_tasks()) == before + 1
+        await quiet(before)
+        group.cancel_scope.cancel()
+    assert ran == 2

@@ -4,7 +4,10 @@ Served at `GET {prefix}/openrpc.json` and as the `rpc.discover` method. Each met
 its params in signature order (JSON Schema from the operation's input model, with
 `required` flags), its result (JSON Schema of the output type, as it is serialized) and the
 errors it can answer with, by JSON-RPC code. Shared schemas live in
-`components.schemas`, referenced with `$ref`.
+`components.schemas`, referenced with `$ref`. Client-cache coordination shows as in
+OpenAPI: each method's `x-tether` has its `context` and `rev` (a query of a context) or
+`affects` and `merge` (a command that declares them), and the document's top-level
+`x-tether-contexts` lists the contexts (see docs/cache.md).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from pydantic import BaseModel, create_model
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ..operation import model_name
-from .openapi import operation_errors, tether_extension
+from .openapi import contexts_extension, operation_errors, tether_extension
 
 if TYPE_CHECKING:
+    from ..effects import Contexts
     from ..operation import Operation
     from ..registry import Tether
     from ..transport import TransportHandle
@@ -40,7 +44,10 @@ def _result_model(op: Operation) -> type[BaseModel]:
 
 
 def _method(
-    op: Operation, params_schema: dict[str, Any], result_schema: dict[str, Any]
+    op: Operation,
+    params_schema: dict[str, Any],
+    result_schema: dict[str, Any],
+    contexts: Contexts,
 ) -> dict[str, Any]:
     properties: dict[str, Any] = params_schema.get("properties", {})
     required = set(params_schema.get("required", ()))
@@ -68,7 +75,7 @@ def _method(
         {"code": error.jsonrpc_code, "message": error.message, "data": {"code": error.code}}
         for error in operation_errors(op)
     ]
-    method["x-tether"] = tether_extension(op)
+    method["x-tether"] = tether_extension(op, contexts)
     return method
 
 
@@ -99,8 +106,9 @@ def openrpc_document(
         wrappers.add(name)
         return schemas[name]  # type: ignore[no-any-return]
 
+    contexts = api.contexts
     methods = [
-        _method(op, resolve(params_key), resolve(result_key))
+        _method(op, resolve(params_key), resolve(result_key), contexts)
         for op, params_key, result_key in zip(operations, models[::2], models[1::2], strict=True)
     ]
     # The params and result wrappers are spelled out in each method; drop them from the
@@ -118,7 +126,7 @@ def openrpc_document(
     }
     if app is not None and app.description:
         info["description"] = app.description
-    return {
+    document: dict[str, Any] = {
         "openrpc": OPENRPC_VERSION,
         "info": info,
         "servers": [
@@ -130,3 +138,7 @@ def openrpc_document(
         "methods": methods,
         "components": {"schemas": components},
     }
+    listed = contexts_extension(contexts)
+    if listed:
+        document["x-tether-contexts"] = listed
+    return document

@@ -39,6 +39,7 @@ from ._jsonrpc_responses import (
     error_response,
     invalid_request,
     tether_error_response,
+    with_effects_member,
     with_headers_member,
 )
 from ._scheduler import fan_out as _fan_out
@@ -60,6 +61,7 @@ __all__ = (
     "JsonRpcReply",
     "error_response",
     "tether_error_response",
+    "with_effects_member",
     "with_headers_member",
 )
 
@@ -115,22 +117,25 @@ class JsonRpcDispatcher:
         *,
         dependency_cache: dict[Any, Any] | None = None,
         headers_member: bool = False,
+        effects_member: bool = False,
     ) -> JsonRpcReply:
         """Answer one parsed JSON-RPC message: a request object or a batch list.
 
         `dependency_cache` seeds every call's dependency cache (a WebSocket connection's
         shared dependencies, for instance). `headers_member` adds the documented `headers`
         extension member to each response whose call has headers (a socket whose client
-        opted in); otherwise responses are exactly the specification's. Never raises for
-        anything the client sent. The caller sends the reply, then awaits its `finish()`.
+        opted in), `effects_member` the `effects` member to each response whose call has
+        cache effects (a client that opted in); otherwise responses are exactly the
+        specification's. Every call's effects are noted in the reply, for its
+        `invalidate_header()`. Never raises for anything the client sent. The caller sends
+        the reply, then awaits its `finish()`.
         """
+        members = (headers_member, effects_member)
         if type(message) is list:
-            return await self._dispatch_batch(
-                message, make_context, dependency_cache, headers_member
-            )
+            return await self._dispatch_batch(message, make_context, dependency_cache, members)
         reply = JsonRpcReply()
         results: list[bytes | None] = [None]
-        await self._run([message], results, make_context, dependency_cache, reply, headers_member)
+        await self._run([message], results, make_context, dependency_cache, reply, members)
         reply.body = results[0]
         return reply
 
@@ -139,7 +144,7 @@ class JsonRpcDispatcher:
         batch: list[Any],
         make_context: ContextFactory,
         dependency_cache: dict[Any, Any] | None,
-        headers_member: bool,
+        members: tuple[bool, bool],
     ) -> JsonRpcReply:
         if not batch:
             return JsonRpcReply(INVALID_REQUEST_NULL_ID)
@@ -158,7 +163,7 @@ class JsonRpcDispatcher:
             )
         reply = JsonRpcReply()
         results: list[bytes | None] = [None] * len(batch)
-        await self._run(batch, results, make_context, dependency_cache, reply, headers_member)
+        await self._run(batch, results, make_context, dependency_cache, reply, members)
         parts = [part for part in results if part is not None]
         if parts:
             reply.body = b"[" + b",".join(parts) + b"]"
@@ -171,7 +176,7 @@ class JsonRpcDispatcher:
         make_context: ContextFactory,
         dependency_cache: dict[Any, Any] | None,
         reply: JsonRpcReply,
-        headers_member: bool,
+        members: tuple[bool, bool],
     ) -> None:
         """Answer the request objects of one message into `results`, index for index.
 
@@ -182,7 +187,7 @@ class JsonRpcDispatcher:
         shared = self._shared_dependencies(items)
         if not shared:
             await self._run_items(
-                items, results, make_context, dependency_cache, reply, None, headers_member
+                items, results, make_context, dependency_cache, reply, None, members
             )
             return
         stack = AsyncExitStack()
@@ -193,11 +198,9 @@ class JsonRpcDispatcher:
                 # A batch-level failure (auth...) answers every well-formed request with it.
                 reply.headers.extend(Outcome.failed("", error).headers)
                 await stack.aclose()
-                await self._run_items(
-                    items, results, make_context, None, reply, error, headers_member
-                )
+                await self._run_items(items, results, make_context, None, reply, error, members)
                 return
-            await self._run_items(items, results, make_context, seed, reply, None, headers_member)
+            await self._run_items(items, results, make_context, seed, reply, None, members)
         except BaseException as exc:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -225,7 +228,7 @@ class JsonRpcDispatcher:
         seed: dict[Any, Any] | None,
         reply: JsonRpcReply,
         failure: TetherError | None,
-        headers_member: bool,
+        members: tuple[bool, bool],
     ) -> None:
         """Answer each request object into `results` (same index), up to max_concurrency at once.
 
@@ -241,6 +244,7 @@ class JsonRpcDispatcher:
         run_operation = self.handle.invoker.run
         run_plain = self.handle.invoker.run_plain
         dumps = orjson.dumps
+        headers_member, effects_member = members
         # A batch item may run in a worker task of its own, and its dependencies must close
         # in the task that entered them: they close once its answer is ready. A single
         # request runs in the dispatching task, and closes after the answer is sent.
@@ -336,6 +340,9 @@ class JsonRpcDispatcher:
                     if in_batch and outcome.pending:
                         await outcome.close_dependencies()
                     reply.collect(outcome)
+                    # Only an operation with a plan has effects: the plain path above has none.
+                    if outcome.effects:
+                        reply.note_effects(index, outcome.effects)
                 if notification:
                     continue
                 if outcome.error is None:
@@ -344,6 +351,8 @@ class JsonRpcDispatcher:
                     answer = tether_error_response(id_json, outcome.error)
                 if headers_member and outcome.headers:
                     answer = with_headers_member(answer, outcome.headers)
+                if effects_member and outcome.effects:
+                    answer = with_effects_member(answer, outcome.effects)
                 results[index] = answer
 
         if count == 1:

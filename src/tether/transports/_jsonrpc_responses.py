@@ -1,14 +1,21 @@
 """JSON-RPC 2.0 responses: the error codes, the response objects, and one message's reply.
 
 Responses are assembled as bytes: results arrive from the invoker already encoded and are
-never re-encoded.
+never re-encoded. A response is exactly the specification's unless its client opted in to
+an extension member: `headers` (a socket's `?rpc_headers=1`) or `effects` (the cache
+effects of a command's call: `X-Tether-Effects: 1` over HTTP, `?effects=1` or `rpc.hello`
+on a socket; see docs/cache.md).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..effects import Effects
 
 from ..errors import TetherError
 from ..outcome import Outcome, header_object
@@ -28,6 +35,7 @@ __all__ = (
     "error_response",
     "invalid_request",
     "tether_error_response",
+    "with_effects_member",
     "with_headers_member",
 )
 
@@ -89,6 +97,14 @@ def with_headers_member(response: bytes, headers: list[tuple[bytes, bytes]]) -> 
     return response[:-1] + b',"headers":' + dumps_exact(header_object(headers)) + b"}"
 
 
+def with_effects_member(response: bytes, effects: Effects) -> bytes:
+    """Add the `effects` extension member to a response object (its client opted in).
+
+    Its value is `{"invalidate": [...], "merge": [...]}`, both lists, maybe empty.
+    """
+    return response[:-1] + b',"effects":' + effects.to_json() + b"}"
+
+
 def invalid_request(id_json: bytes) -> bytes:
     """Return the -32600 response for the request whose id is `id_json`."""
     if id_json == b"null":
@@ -103,7 +119,7 @@ class JsonRpcReply:
     `finish()` in the task that dispatched the message.
     """
 
-    __slots__ = ("_outcomes", "_shared", "body", "headers")
+    __slots__ = ("_effects", "_outcomes", "_shared", "body", "headers")
 
     def __init__(self, body: bytes | None = None) -> None:
         self.body = body
@@ -113,6 +129,27 @@ class JsonRpcReply:
         successful call's `Response` dependencies set, and a failed call's own error headers."""
         self._outcomes: list[Outcome] = []
         self._shared: AsyncExitStack | None = None
+        self._effects: list[tuple[int, Effects]] | None = None
+
+    def note_effects(self, index: int, effects: Effects) -> None:
+        """Record the cache effects of the call at `index` of the message (for the header)."""
+        if self._effects is None:
+            self._effects = []
+        self._effects.append((index, effects))
+
+    def invalidate_header(self) -> bytes | None:
+        """Return every call's invalidations, in message order, as ASCII JSON (None: none).
+
+        The value of the `X-Tether-Invalidate` header of an HTTP reply.
+        """
+        noted = self._effects
+        if not noted:
+            return None
+        noted.sort(key=lambda item: item[0])
+        entries = [entry for _, effects in noted for entry in effects.invalidate]
+        if not entries:
+            return None
+        return json.dumps(entries, separators=(",", ":"), ensure_ascii=True, default=str).encode()
 
     def collect(self, outcome: Outcome) -> None:
         """Take a call's outcome: its headers now, its after-call work for `finish()`."""

@@ -11,7 +11,9 @@ Contract (both entry points):
 - **Workers are added only while work waits.** A burst of quick jobs that never suspend
   runs in one worker, without a task switch per job; a job that suspends (I/O, a thread,
   a sleep) lets another worker take the next one, so slow jobs never delay quick ones.
-- **Workers are reused.** Creating a task per job costs more than a quick call.
+- **Workers are reused.** Creating a task per job costs more than a quick call. A
+  connection's worker left without a job for `IDLE_WORKER_SECONDS` ends, so that a quiet
+  connection (an idle subscriber) holds no task for it.
 - **Cancellation reaches every worker, and is waited for.** `fan_out` cancels and awaits
   the workers it added before it re-raises; a `WorkerPool`'s workers live in the
   connection's task group and end with it.
@@ -37,7 +39,10 @@ from ._ws_outbox import Signal
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-__all__ = ("WorkerPool", "fan_out")
+__all__ = ("IDLE_WORKER_SECONDS", "WorkerPool", "fan_out")
+
+IDLE_WORKER_SECONDS = 1.0
+"""Seconds a connection's worker waits for a job before it ends (a task less when quiet)."""
 
 
 async def fan_out(
@@ -151,7 +156,9 @@ class WorkerPool:
     Invariant: `_summoned` counts workers woken (or spawned) that have not taken a job yet;
     at most one is summoned while jobs wait, so a burst of quick jobs runs in one worker
     without a task switch per job, and a job that suspends lets the summoned worker take
-    the next one. Create it inside a running event loop; set `group` before the first job.
+    the next one. A worker left idle for `IDLE_WORKER_SECONDS` ends (the most recently idle
+    one is summoned first, so the others are the ones that end). Create it inside a running
+    event loop; set `group` before the first job.
     """
 
     __slots__ = (
@@ -172,9 +179,10 @@ class WorkerPool:
         """The task group the workers run in (the connection's)."""
         self.in_flight = 0
         """Jobs started and not yet returned."""
-        self._room = Signal()
+        # An idle connection holds no queue and no signal: each is made when first needed.
+        self._room: Signal | None = None
         self._waiting_for_room = False
-        self._work: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._work: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
         self._idle: list[Signal] = []
         self._workers = 0
         self._summoned = 0
@@ -182,13 +190,19 @@ class WorkerPool:
     async def wait_for_room(self) -> None:
         """Return once fewer than `limit` jobs are in flight."""
         while self.in_flight >= self.limit:
+            room = self._room
+            if room is None:
+                room = self._room = Signal()
             self._waiting_for_room = True
-            await self._room.wait()
+            await room.wait()
 
     def start(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         """Queue `func(*args)` for a worker; it counts as in flight until it returns."""
         self.in_flight += 1
-        self._work.append((func, args))
+        work = self._work
+        if work is None:
+            work = self._work = deque()
+        work.append((func, args))
         if not self._summoned:
             # Otherwise a summoned worker is about to take the queue's head.
             self._summon()
@@ -206,6 +220,7 @@ class WorkerPool:
 
     async def _worker(self) -> None:
         work = self._work
+        assert work is not None  # a worker is summoned by `start`, which made the queue
         idle = self._idle
         wake = Signal()
         self._summoned -= 1
@@ -219,11 +234,19 @@ class WorkerPool:
                 finally:
                     self._release()
             idle.append(wake)
-            await wake.wait()
+            if not await wake.wait(IDLE_WORKER_SECONDS):
+                # Not summoned in all that time: it ends, so that a quiet connection (an
+                # idle subscriber) holds no worker; the next job starts a new one.
+                idle.remove(wake)
+                self._workers -= 1
+                if not self._workers and not work:
+                    self._work = None
+                return
             self._summoned -= 1
 
     def _release(self) -> None:
         self.in_flight -= 1
         if self._waiting_for_room:
             self._waiting_for_room = False
+            assert self._room is not None
             self._room.set()

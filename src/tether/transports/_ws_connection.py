@@ -16,17 +16,20 @@ Tasks on a connection (all in one task group, owned by the connection's task):
   the worker that runs it (`invoker.run`), which sends its reply, then awaits the
   outcome's `finish()` (background tasks, then teardown);
 - one task per subscription, which enters and exits `async with invoker.stream(...)`;
-- one sending task drains the bounded `Outbox` when replies cannot go out directly.
+- one sending task drains the bounded `Outbox` while replies wait (it ends once they are
+  sent: an idle connection runs no task but its own).
 
 Invariant: every envelope uuid in flight is a key of `pending` (None for a call, the
-subscription's cancel scope for a subscription); every open JSON-RPC subscription is in
-`rpc_subscriptions`; `subscriptions` counts the open subscriptions of both dialects.
+subscription's cancel scope for a subscription, the `LiveSocketSubscription` of a live
+one); every open JSON-RPC subscription is in `rpc_subscriptions`; `subscriptions` counts
+the open subscriptions of both dialects. Live subscriptions (`_ws_live`) have no task: the
+hub's feed puts their pushes into the outbox, and they are closed when the connection ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, nullcontext
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -40,6 +43,7 @@ from ._jsonrpc_responses import PARSE_ERROR_RESPONSE
 from ._scheduler import WorkerPool
 from ._ws_envelope import error_reply, handle_envelope
 from ._ws_jsonrpc import CANCEL_METHOD, SUBSCRIPTION_METHOD, handle_jsonrpc, run_jsonrpc
+from ._ws_live import LiveSocketSubscription, close_all
 from ._ws_outbox import Outbox
 
 if TYPE_CHECKING:
@@ -53,7 +57,32 @@ __all__ = ("CANCEL_METHOD", "SUBSCRIPTION_METHOD", "Connection")
 
 
 class Connection:
-    """The state of one accepted socket, from handshake to close."""
+    """The state of one accepted socket, from handshake to close.
+
+    An idle socket keeps this object and the frame of `run` (memory: see
+    docs/deployment.md, "Many idle connections"): slots, and nothing made before it is used.
+    """
+
+    __slots__ = (
+        "_plain_context",
+        "close_code",
+        "close_reason",
+        "gone",
+        "group",
+        "handle",
+        "outbox",
+        "pending",
+        "pool",
+        "receive",
+        "rpc_effects",
+        "rpc_headers",
+        "rpc_subscriptions",
+        "scope",
+        "seed",
+        "send",
+        "subscriptions",
+        "transport",
+    )
 
     def __init__(
         self, transport: WebSocketTransport, scope: Scope, receive: Receive, send: Send
@@ -65,12 +94,15 @@ class Connection:
         self.scope = scope
         self.receive = receive
         self.send = send
-        self.seed: dict[Any, Any] = {}
-        self.plain_context = CallContext("websocket", scope)
-        """The context of calls without dependencies (the invoker never reads it)."""
+        self.seed: dict[Any, Any] | None = None
+        """The values of the connection-scoped dependencies (None without any)."""
+        self._plain_context: CallContext | None = None
         self.rpc_headers = _opted_in(scope)
         """The client opened the socket with `?rpc_headers=1`: JSON-RPC responses carry
         their call's headers in a `headers` member."""
+        self.rpc_effects = _opted_in(scope, "effects")
+        """The client opted in to cache effects (`?effects=1`, or `rpc.hello`): JSON-RPC
+        responses whose call had effects carry them in an `effects` member."""
         self.close_code: int | None = None
         self.close_reason = ""
         self.gone = False
@@ -79,49 +111,103 @@ class Connection:
         self.pool = WorkerPool(transport.max_in_flight)
         """Runs the calls, at most `max_in_flight` at once."""
         self.group: TaskGroup | None = None
-        self.pending: dict[Any, anyio.CancelScope | None] = {}
-        self.rpc_subscriptions: dict[Any, anyio.CancelScope] = {}
+        self.pending: dict[Any, anyio.CancelScope | LiveSocketSubscription | None] = {}
+        self.rpc_subscriptions: dict[Any, anyio.CancelScope | LiveSocketSubscription] = {}
         self.subscriptions = 0
+
+    @property
+    def plain_context(self) -> CallContext:
+        """The context of calls without dependencies (the invoker never reads it)."""
+        ctx = self._plain_context
+        if ctx is None:
+            ctx = self._plain_context = CallContext("websocket", self.scope)
+        return ctx
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve the connection: handshake (its dependencies), messages, close."""
-        message = await self.receive()
-        if message["type"] != "websocket.connect":
-            return
-        transport = self.transport
-        origin = header(self.scope, b"origin")
-        # Before any dependency runs: a foreign page must not get as far as solving them.
-        if not transport.origins.allows(origin, header(self.scope, b"host")):
-            assert origin is not None
-            await self._deny(
-                Forbidden(
-                    "This page's origin may not open the WebSocket;"
-                    " the server lists the origins it trusts in Tether(allowed_origins=...)",
-                    details={"origin": origin.decode("latin-1")},
-                )
-            )
-            return
-        # Connection-scoped dependencies (the app's own among them) live on this stack,
-        # entered and closed in this task, around every message task.
-        async with AsyncExitStack() as stack:
-            try:
-                self.seed = await self.handle.invoker.solve_shared(
-                    CallContext("websocket", self.scope), transport.handshake_dependencies(), stack
-                )
-            except TetherError as error:
-                await self._refuse(error)
+        # The transport's entry point returns this coroutine (no frame of its own): this
+        # one tells the transport the connection has ended.
+        try:
+            message = await self.receive()
+            if message["type"] != "websocket.connect":
                 return
-            await self.send({"type": "websocket.accept"})
-            if self.close_code is None:
-                async with anyio.create_task_group() as group:
-                    self.group = self.pool.group = group
-                    group.start_soon(self.outbox.run)
-                    await self._read_loop()
-                    group.cancel_scope.cancel()
-            if self.close_code is not None and not self.gone:
-                await self._send_close()
+            transport = self.transport
+            origin = header(self.scope, b"origin")
+            # Before any dependency runs: a foreign page must not get as far as solving them.
+            if not transport.origins.allows(origin, header(self.scope, b"host")):
+                assert origin is not None
+                await self._deny(
+                    Forbidden(
+                        "This page's origin may not open the WebSocket;"
+                        " the server lists the origins it trusts in Tether(allowed_origins=...)",
+                        details={"origin": origin.decode("latin-1")},
+                    )
+                )
+                return
+            # Connection-scoped dependencies (the app's own among them) live on this stack,
+            # entered and closed in this task, around every message task. Without any, the
+            # connection holds no stack (nor solves anything) for its whole life.
+            dependencies = transport.handshake_dependencies()
+            async with AsyncExitStack() if dependencies else _NO_STACK as stack:
+                try:
+                    if stack is not None:
+                        self.seed = await self.handle.invoker.solve_shared(
+                            CallContext("websocket", self.scope), dependencies, stack
+                        )
+                except TetherError as error:
+                    await self._refuse(error)
+                    return
+                await self.send({"type": "websocket.accept"})
+                if self.close_code is None:
+                    try:
+                        async with anyio.create_task_group() as group:
+                            self.group = self.pool.group = self.outbox.group = group
+                            # The read loop (inline: an idle socket keeps one frame here).
+                            receive = self.receive
+                            limit = self.transport.max_message_size
+                            # A text of at most limit/4 characters is at most `limit` bytes of UTF-8.
+                            short = limit // 4
+                            pool = self.pool
+                            cap = pool.limit
+                            while True:
+                                if pool.in_flight >= cap:
+                                    # Backpressure: read nothing more until a call finishes.
+                                    await pool.wait_for_room()
+                                message = await receive()
+                                if message["type"] != "websocket.receive":
+                                    self.gone = True
+                                    break
+                                text = message.get("text")
+                                if text is None:
+                                    if len(message.get("bytes") or b"") > limit:
+                                        self.close(
+                                            1009, f"Message exceeds the limit of {limit} bytes"
+                                        )
+                                        break
+                                    self.outbox.put(
+                                        error_reply(
+                                            b"null",
+                                            UnsupportedMediaType(
+                                                "Binary frames are not accepted; send JSON as text frames"
+                                            ),
+                                        )
+                                    )
+                                    continue
+                                del message  # while idle, the frame holds no message
+                                if len(text) > short and len(text.encode()) > limit:
+                                    self.close(1009, f"Message exceeds the limit of {limit} bytes")
+                                    break
+                                self._dispatch(text)
+                                del text
+                            group.cancel_scope.cancel()
+                    finally:
+                        close_all(self)  # live subscriptions have no task to end with the group
+                if self.close_code is not None and not self.gone:
+                    await self._send_close()
+        finally:
+            self.transport.connection_ended(self)
 
     async def _send_close(self) -> None:
         with anyio.move_on_after(self.transport.close_timeout):
@@ -180,40 +266,6 @@ class Connection:
         self.gone = True
         if self.group is not None:
             self.group.cancel_scope.cancel()
-
-    async def _read_loop(self) -> None:
-        receive = self.receive
-        limit = self.transport.max_message_size
-        # A text of at most limit/4 characters is at most `limit` bytes of UTF-8.
-        short = limit // 4
-        pool = self.pool
-        cap = pool.limit
-        while True:
-            if pool.in_flight >= cap:
-                # Backpressure: read nothing more until a call finishes.
-                await pool.wait_for_room()
-            message = await receive()
-            if message["type"] != "websocket.receive":
-                self.gone = True
-                return
-            text = message.get("text")
-            if text is None:
-                if len(message.get("bytes") or b"") > limit:
-                    self.close(1009, f"Message exceeds the limit of {limit} bytes")
-                    return
-                self.outbox.put(
-                    error_reply(
-                        b"null",
-                        UnsupportedMediaType(
-                            "Binary frames are not accepted; send JSON as text frames"
-                        ),
-                    )
-                )
-                continue
-            if len(text) > short and len(text.encode()) > limit:
-                self.close(1009, f"Message exceeds the limit of {limit} bytes")
-                return
-            self._dispatch(text)
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -308,6 +360,9 @@ class Connection:
             await outbox.send(last_message(count, None))
 
 
+_NO_STACK = nullcontext()  # reusable: a connection without connection-scoped dependencies
+
+
 def _reason(message: str) -> str:
     # A close frame's reason is at most 123 bytes of UTF-8.
     encoded = message.encode()
@@ -316,6 +371,6 @@ def _reason(message: str) -> str:
     return encoded[:120].decode(errors="ignore") + "..."
 
 
-def _opted_in(scope: Scope) -> bool:
+def _opted_in(scope: Scope, name: str = "rpc_headers") -> bool:
     raw = scope.get("query_string", b"")
-    return bool(raw) and ("rpc_headers", "1") in parse_qsl(raw.decode("latin-1"))
+    return bool(raw) and (name, "1") in parse_qsl(raw.decode("latin-1"))

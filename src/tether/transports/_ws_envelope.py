@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "CANCEL",
+    "LIVE",
     "PING",
     "bind_payload",
     "encode_uuid",
@@ -47,6 +48,8 @@ PING = "PING"
 """The route of a heartbeat, answered with `PONG`."""
 CANCEL = "CANCEL"
 """The route that cancels the subscription whose uuid the message carries."""
+LIVE = "LIVE"
+"""The route that opens a live subscription (`_ws_live`): payload `{"contexts", "since"?}`."""
 
 _ITEM_HEAD = b',"status":200,"headers":{"stream":"item"},"payload":'
 _OK_HEAD = b',"status":200,"headers":{},"payload":'
@@ -107,21 +110,26 @@ def outcome_reply(uuid_json: bytes, outcome: Outcome) -> bytes:
     """Return the reply to a call: its status, its headers and its result (or error) payload.
 
     Headers are `{name: value}`; a header set more than once (two `Set-Cookie`) has the
-    list of its values. A failed call's reply has only the error's own headers.
+    list of its values. A failed call's reply has only the error's own headers. A call with
+    cache effects adds `invalidate` and `merge` (JSON arrays, each only when not empty).
     """
     error = outcome.error
     if error is not None:
         return error_reply(uuid_json, error)
     result: bytes = outcome.result
-    if not outcome.headers and outcome.status is None:
+    effects = outcome.effects
+    if not outcome.headers and outcome.status is None and not effects:
         return b'{"uuid":' + uuid_json + _OK_HEAD + result + b"}"
+    headers = dumps(header_object(outcome.headers))
+    if effects:
+        headers = headers[:-1] + (b"," if len(headers) > 2 else b"") + effects.members() + b"}"
     return (
         b'{"uuid":'
         + uuid_json
         + b',"status":'
         + str(outcome.status or 200).encode()
         + b',"headers":'
-        + dumps(header_object(outcome.headers))
+        + headers
         + b',"payload":'
         + result
         + b"}"
@@ -247,6 +255,11 @@ def handle_envelope(conn: Connection, message: dict[str, Any]) -> None:
                 uuid_json, Conflict(f"uuid {uuid!r} is already in flight", details={"uuid": uuid})
             )
         )
+        return
+    if route == LIVE:
+        from ._ws_live import start_envelope_live  # imported here: _ws_live imports this module
+
+        start_envelope_live(conn, message, uuid, uuid_json)
         return
     _start(conn, message, route, uuid, uuid_json)
 

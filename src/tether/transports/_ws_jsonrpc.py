@@ -3,7 +3,9 @@
 Calls and batches are answered by the transport's `JsonRpcDispatcher`, exactly as over
 HTTP. The socket adds subscriptions: a request for a stream operation opens one, whose
 items arrive as `subscription` notifications and whose end answers the request;
-`rpc.cancel` cancels one. The connection (`_ws_connection`) owns the socket and schedules.
+`rpc.cancel` cancels one. `rpc.hello` with params `{"effects": true}` opts the connection
+in to the `effects` member of responses (as `?effects=1` on the socket's URL does; see
+docs/cache.md). The connection (`_ws_connection`) owns the socket and schedules.
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ from ..errors import Conflict, TetherError, ValidationFailed
 from ._json_out import dumps
 from ._jsonrpc_responses import RESPONSE_HEAD, tether_error_response
 from ._ws_envelope import encode_uuid, no_subscription, valid_uuid
+from ._ws_live import LIVE_METHOD, start_jsonrpc_live
 
 if TYPE_CHECKING:
     from ..operation import Operation
     from ._ws_connection import Connection
 
-__all__ = ("CANCEL_METHOD", "SUBSCRIPTION_METHOD", "handle_jsonrpc", "run_jsonrpc")
+__all__ = ("CANCEL_METHOD", "HELLO_METHOD", "SUBSCRIPTION_METHOD", "handle_jsonrpc", "run_jsonrpc")
 
 CANCEL_METHOD = "rpc.cancel"
 """JSON-RPC method that cancels a subscription: params `{"subscription": id}` or `[id]`."""
 SUBSCRIPTION_METHOD = "subscription"
 """Method of the server notifications that carry a JSON-RPC subscription's items."""
+HELLO_METHOD = "rpc.hello"
+"""JSON-RPC method that sets the connection's options: params `{"effects": true}`."""
 
 _NO_TARGET: Any = object()  # an rpc.cancel whose params name no subscription at all
 
@@ -37,6 +42,12 @@ def handle_jsonrpc(conn: Connection, message: dict[str, Any]) -> None:
     if message.get("jsonrpc") == "2.0" and type(method) is str:
         if method == CANCEL_METHOD:
             if _cancel(conn, message):
+                return
+        elif method == HELLO_METHOD:
+            if _hello(conn, message):
+                return
+        elif method == LIVE_METHOD:
+            if start_jsonrpc_live(conn, message):
                 return
         else:
             op = conn.handle.operations.get(method)
@@ -51,7 +62,11 @@ async def run_jsonrpc(conn: Connection, message: Any) -> None:
     dispatcher = conn.transport.dispatcher
     assert dispatcher is not None
     answer = await dispatcher.dispatch(
-        message, conn.make_context, dependency_cache=conn.seed, headers_member=conn.rpc_headers
+        message,
+        conn.make_context,
+        dependency_cache=conn.seed,
+        headers_member=conn.rpc_headers,
+        effects_member=conn.rpc_effects,
     )
     try:
         if answer.body is not None:
@@ -146,6 +161,45 @@ def _cancel(conn: Connection, message: dict[str, Any]) -> bool:
             conn.outbox.put(tether_error_response(id_json, no_subscription(target)))
         else:
             conn.outbox.put(RESPONSE_HEAD + id_json + b',"result":{"cancelled":true}}')
+    return True
+
+
+def _hello(conn: Connection, message: dict[str, Any]) -> bool:
+    """Set the connection's options and answer them; False leaves a malformed request.
+
+    `{"effects": true}` opts in to the `effects` member (false opts out); members it does
+    not know are ignored, so a client may greet servers of other versions alike.
+    """
+    notification = "id" not in message
+    id_value = message.get("id")
+    if not notification and id_value is not None and not valid_uuid(id_value):
+        return False
+    params = message.get("params")
+    if "params" in message and type(params) is not dict and type(params) is not list:
+        return False
+    id_json = b"null" if id_value is None else encode_uuid(id_value)
+    effects: Any = conn.rpc_effects
+    if type(params) is dict:
+        effects = params.get("effects", effects)
+    elif params is not None:
+        effects = None  # positional params: the option has no position
+    if type(effects) is not bool:
+        if not notification:
+            error = ValidationFailed.from_errors(
+                [
+                    {
+                        "loc": ["effects"],
+                        "msg": f'{HELLO_METHOD} takes {{"effects": true}} (a boolean)',
+                        "type": "bool_type",
+                    }
+                ]
+            )
+            conn.outbox.put(tether_error_response(id_json, error))
+        return True
+    conn.rpc_effects = effects
+    if not notification:
+        result = b'{"effects":true}' if effects else b'{"effects":false}'
+        conn.outbox.put(RESPONSE_HEAD + id_json + b',"result":' + result + b"}")
     return True
 
 

@@ -1,9 +1,15 @@
-"""The HTTP transport: `POST {prefix}/call/{name}` (and `GET` for queries).
+"""The HTTP transport: `POST {prefix}/call/{name}` (and `GET` for queries), and context bundles.
 
 A call answers `200 {"result": ...}`; a failure answers the error's status with
 `{"error": {"code", "message", "details"}}`. Dispatch is one route and a dict lookup,
 whatever the number of operations; each operation also gets documentation-only routes so
 that FastAPI's OpenAPI and Swagger UI show it as a real endpoint.
+
+Cache effects (docs/cache.md): a command whose call has effects answers `{"result": ...,
+"invalidate": [...], "merge": [...]}` (each member only when not empty) and the
+`X-Tether-Invalidate` header (the invalidate list as ASCII JSON); every answer to a command,
+success or error, says `Cache-Control: no-store`. Context bundles are served beside calls,
+at `GET/POST {prefix}/context/{name}` (`_context_route`).
 
 Against hostile clients: a POST needs a JSON content type (415 otherwise, so no cross-site
 "simple" request gets through); the body is read under `Tether(max_body_size=...)` and
@@ -17,13 +23,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from ..context import CallContext
 from ..errors import BadRequest, MethodNotAllowed, TetherError
 from ..outcome import Outcome
-from ..schema.openapi import documentation_routes
+from ..schema.openapi import document_contexts, documentation_routes
 from ._body import (
     CLOSE,
     ClientDisconnected,
@@ -32,6 +38,7 @@ from ._body import (
     read_body,
     require_json_content_type,
 )
+from ._context_route import ContextRoute
 from ._disconnect import run_unless_disconnected
 from ._json_out import encode_error
 
@@ -41,9 +48,24 @@ if TYPE_CHECKING:
     from ..operation import Operation
     from ..transport import TransportHandle
 
-__all__ = ("HttpTransport", "encode_error", "send_outcome")
+__all__ = ("NO_STORE", "HttpTransport", "encode_error", "send_outcome")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _ContextPath(Route):
+    """The route of context bundles; a request whose path has no `/context/` is passed fast."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Match as a `Route` does, once the path can be a context's at all."""
+        if "/context/" not in scope.get("path", ""):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+NO_STORE = (b"cache-control", b"no-store")
+"""The header of every answer to a command: what a command answers is never cached."""
+_INVALIDATE = b"x-tether-invalidate"
 
 
 class _WrongMethod(MethodNotAllowed):
@@ -65,12 +87,22 @@ class HttpTransport:
         """Add the call route and one documentation route per operation to `app`."""
         self.handle = handle
         self.app = app
-        # The dispatch route comes first: documentation routes never match a request.
+        # The dispatch routes come first: documentation routes never match a request.
         app.router.routes.append(
             Route(f"{handle.prefix}/call/{{name}}", endpoint=self, include_in_schema=False)
         )
+        # Context bundles (`_context_route`), behind a route that the other transports'
+        # requests, whose routes follow, pass with a substring test instead of a pattern.
+        app.router.routes.append(
+            _ContextPath(
+                f"{handle.prefix}/context/{{name}}",
+                endpoint=ContextRoute(handle, _params_object, _query_items),
+                include_in_schema=False,
+            )
+        )
         for op in handle:
             self.operation_added(op)
+        document_contexts(app, handle)
 
     def path_of(self, op: Operation) -> str | None:
         """Return the path that calls `op` (None for a stream, which SSE serves)."""
@@ -121,9 +153,16 @@ class HttpTransport:
         except ClientDisconnected:
             return  # nobody to answer
         except TetherError as error:
-            outcome = Outcome.failed(scope["path_params"].get("name", ""), error)
+            name = scope["path_params"].get("name", "")
+            outcome = Outcome.failed(name, error)
+            known = api.operations.get(name)
+            no_store = known is not None and known.kind == "command"
+        else:
+            no_store = op.kind == "command"
         try:
-            await send_outcome(send, outcome, close=not body_read and has_body(scope))
+            await send_outcome(
+                send, outcome, close=not body_read and has_body(scope), no_store=no_store
+            )
         except BaseException:
             # Not sent (the client left): no background task; the dependencies still close.
             await outcome.close_dependencies()
@@ -132,24 +171,40 @@ class HttpTransport:
             await outcome.finish()
 
 
-async def send_outcome(send: Send, outcome: Outcome, *, close: bool = False) -> None:
+async def send_outcome(
+    send: Send, outcome: Outcome, *, close: bool = False, no_store: bool = False
+) -> None:
     """Render an outcome as the HTTP answer: `{"result": ...}` or the error envelope.
 
     The status is 200 (or the one a `Response` dependency set) or the error's; the headers
-    are the outcome's. `close` adds `Connection: close`, for an answer sent before the
-    request's body was read whole.
+    are the outcome's. A call with cache effects adds its `invalidate` and `merge` members
+    beside `result`, and the `X-Tether-Invalidate` header. `close` adds `Connection: close`,
+    for an answer sent before the request's body was read whole; `no_store` adds
+    `Cache-Control: no-store` (the answer to a command).
     """
     error = outcome.error
     headers = list(outcome.headers)
     if error is None:
         status = outcome.status or 200
-        body = b'{"result":' + outcome.result + b"}"
+        effects = outcome.effects
+        if effects:
+            # Only a command with affects=/merge= has effects: queries never come here.
+            body = b'{"result":' + outcome.result + b"," + effects.members() + b"}"
+            if effects.invalidate_entries:
+                headers.append((_INVALIDATE, effects.header().encode("ascii")))
+        else:
+            body = b'{"result":' + outcome.result + b"}"
     else:
         status = error.status
         body = encode_error(error)
         if isinstance(error, _WrongMethod):
             # RFC 9110 15.5.6: a 405 names the methods the resource accepts.
             headers.append((b"allow", error.allow.encode("latin-1")))
+    if no_store:
+        # Replaces any Cache-Control a dependency set: a command's answer is never reused.
+        if headers:
+            headers = [item for item in headers if item[0] != b"cache-control"]
+        headers.append(NO_STORE)
     if close:
         # Answered before the body was read whole (413, 408, 415, 404...): closing the
         # connection stops the server from reading the rest, however long it is.

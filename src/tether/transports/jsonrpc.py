@@ -12,6 +12,12 @@ body: 413 for a body over `Tether(max_body_size=...)`, 408 for one not arrived w
 a method other than POST. An answer sent before the body was read whole closes the
 connection. The in-flight slot is taken once the body has arrived; a message that calls
 only queries is cancelled if its client disconnects (see docs/transports/jsonrpc.md).
+
+Cache effects (docs/cache.md): the response says `Cache-Control: no-store` when the message
+calls a command, and `X-Tether-Invalidate` (every call's invalidations, in message order)
+when any call invalidated something. Response objects stay the specification's unless the
+request says `X-Tether-Effects: 1`: then a response whose call had effects gets the
+`effects` extension member, `{"invalidate": [...], "merge": [...]}`.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from ._body import (
     CLOSE,
     ClientDisconnected,
     has_body,
+    header,
     parse_json,
     read_body,
     require_json_content_type,
@@ -53,9 +60,13 @@ if TYPE_CHECKING:
     from ..operation import Operation
     from ..transport import TransportHandle
 
-__all__ = ("JsonRpcDispatcher", "JsonRpcReply", "JsonRpcTransport")
+__all__ = ("EFFECTS_HEADER", "JsonRpcDispatcher", "JsonRpcReply", "JsonRpcTransport")
 
 _JSON = (b"content-type", b"application/json")
+_NO_STORE = (b"cache-control", b"no-store")
+_INVALIDATE = b"x-tether-invalidate"
+EFFECTS_HEADER = "X-Tether-Effects"
+"""The request header (value `1`) that opts in to the `effects` member of responses."""
 
 
 class JsonRpcTransport:
@@ -191,8 +202,13 @@ class JsonRpcTransport:
         def make_context() -> CallContext:
             return CallContext("jsonrpc", scope, receive, body=body)
 
-        dispatch = dispatcher.dispatch(message, make_context)
-        if _calls_no_command(message, dispatcher.handle.operations):
+        dispatch = dispatcher.dispatch(
+            message,
+            make_context,
+            effects_member=header(scope, b"x-tether-effects") == b"1",
+        )
+        cancellable, calls_command = _survey(message, dispatcher.handle.operations)
+        if cancellable:
             # Only queries (or nothing callable): cancelled if the client goes away. A
             # message that calls a command runs whole, its queries too: the client could
             # not know how far a half-done change went, and the items share per-batch
@@ -208,11 +224,22 @@ class JsonRpcTransport:
                 return
         else:
             reply = await dispatch
+        headers = reply.headers
+        if calls_command:
+            # What a command answers is never cached; a dependency's own say is replaced.
+            if headers:
+                headers = [item for item in headers if item[0] != b"cache-control"]
+            else:
+                headers = []
+            headers.append(_NO_STORE)
+            invalidate = reply.invalidate_header()
+            if invalidate is not None:
+                headers.append((_INVALIDATE, invalidate))
         try:
             if reply.body is None:
-                await _send(send, 204, b"", reply.headers)
+                await _send(send, 204, b"", headers)
             else:
-                await _send(send, 200, reply.body, reply.headers)
+                await _send(send, 200, reply.body, headers)
         except BaseException:
             # Not sent (the client left): no background task; the dependencies still close.
             await reply.close_dependencies()
@@ -224,19 +251,23 @@ class _WrongMethod(MethodNotAllowed):
     """A request to the JSON-RPC endpoint that is not a POST."""
 
 
-def _calls_no_command(message: Any, operations: Mapping[str, Operation]) -> bool:
-    """Say whether a message (request or batch) only calls async queries, or nothing.
+def _survey(message: Any, operations: Mapping[str, Operation]) -> tuple[bool, bool]:
+    """Say whether a message (request or batch) may be cancelled, and whether it calls a command.
 
-    A sync query runs in a worker thread, which cannot be interrupted: it is not counted
-    as cancellable.
+    It may be cancelled when it only calls async queries (or nothing): a sync query runs in
+    a worker thread, which cannot be interrupted, and a command runs to its end.
     """
     items = message if type(message) is list else (message,)
+    cancellable = True
     for item in items:
         method = item.get("method") if type(item) is dict else None
         op = operations.get(method) if type(method) is str else None
+        # One test per async query, the common item: this runs for every item of a batch.
         if op is not None and (op.kind != "query" or not op.is_async):
-            return False
-    return True
+            if op.kind == "command":
+                return False, True
+            cancellable = False
+    return cancellable, False
 
 
 async def _send(

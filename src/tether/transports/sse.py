@@ -20,14 +20,20 @@ validation, auth, body problems) answers with the error's HTTP status and a sing
 `event: error`: `EventSource` treats a non-200 answer as fatal and does not reconnect.
 
 The stream runs in the request's task, which enters and exits the operation's
-dependencies; a sibling task watches for the client leaving and cancels it, so the
-generator stops and its yield dependencies close at once. `shutdown()` (called by
+dependencies; one sibling task watches for the client leaving and cancels it, so the
+generator stops and its yield dependencies close at once (the same task sends the
+heartbeat). `shutdown()` (called by
 `Tether.shutdown()`) ends every open stream the same way, without `end`. Items are not
 replayed: `Last-Event-ID` is ignored.
+
+The transport also serves live push at `GET {prefix}/live` (`_live_sse.LiveStreams`): the
+cache effects of other clients' calls, resumable by `Last-Event-ID`; `shutdown()` ends
+those streams too.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -45,7 +51,7 @@ from ..errors import (
     TetherError,
 )
 from ..outcome import Outcome
-from ..schema.sse import document_events, documentation_routes
+from ..schema.sse import document_events, document_live, documentation_routes
 from ._body import (
     CLOSE,
     ClientDisconnected,
@@ -54,7 +60,9 @@ from ._body import (
     read_body,
     require_json_content_type,
 )
+from ._fast_lane import lane
 from ._json_out import encode_error
+from ._live_sse import LIVE_PATH, LiveStreams
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -121,17 +129,28 @@ class SseTransport:
         self.closing = False
         """True once `shutdown()` has begun: open streams end, new ones end as they start."""
         self._open: set[_Exchange] = set()
+        self.live: LiveStreams | None = None
+        """The live push endpoint (`GET {prefix}/live`), once attached."""
 
     def attach(self, handle: TransportHandle, app: FastAPI) -> None:
         """Add the stream route, and document every stream operation, on `app`."""
         self.handle = handle
         self.app = app
-        app.router.routes.append(
-            Route(f"{handle.prefix}{self.path}/{{name}}", endpoint=self, include_in_schema=False)
+        streams = Route(
+            f"{handle.prefix}{self.path}/{{name}}", endpoint=self, include_in_schema=False
         )
+        app.router.routes.append(streams)
+        self.live = LiveStreams(self, handle)
+        live = Route(f"{handle.prefix}{LIVE_PATH}", endpoint=self.live, include_in_schema=False)
+        app.router.routes.append(live)
+        # An open stream keeps the frames of the way in: the shorter one (_fast_lane).
+        lanes = lane(app)
+        lanes.add("http", live, self.live)
+        lanes.add("http", streams, self)
         for op in handle:
             self.operation_added(op)
         document_events(app, handle, self.path)
+        document_live(app, handle, LIVE_PATH)
 
     def path_of(self, op: Operation) -> str | None:
         """Return the path that streams `op` (None for a query or command)."""
@@ -188,6 +207,8 @@ class SseTransport:
         self.closing = True
         for exchange in list(self._open):
             exchange.stop_for_shutdown()
+        if self.live is not None:
+            self.live.shutdown()
 
     async def _read_request(
         self, api: TransportHandle, scope: Scope, receive: Receive
@@ -221,9 +242,10 @@ class SseTransport:
 
 
 class _Exchange:
-    """One open stream: the request's task pumps items; sibling tasks watch and ping."""
+    """One open stream: the request's task pumps items; one sibling task watches and pings."""
 
     __slots__ = (
+        "beat",
         "client_gone",
         "ctx",
         "ended",
@@ -236,6 +258,7 @@ class _Exchange:
         "shutting_down",
         "started",
         "transport",
+        "waiting",
     )
 
     def __init__(
@@ -259,6 +282,10 @@ class _Exchange:
         self.shutting_down = False
         self.helpers: list[anyio.CancelScope] = []
         self.ended = False
+        self.beat = math.inf
+        """When the next heartbeat is due (never until the stream has started)."""
+        self.waiting: anyio.CancelScope | None = None
+        """The watcher's wait for the client, whose deadline is the next heartbeat."""
 
     async def run(self) -> None:
         tail: bytes | TetherError | None = None
@@ -311,7 +338,7 @@ class _Exchange:
                 send = self.send
                 if not await self._start(items.status or 200, items.headers):
                     return None
-                self._start_helper(group, self._heartbeat)
+                self._start_heartbeat()
                 # Leaving cancels only the iteration: the yield dependencies then close
                 # outside the cancelled scope, so their own awaits still run, and they see
                 # StreamAborted like any exception raised in the stream.
@@ -392,12 +419,34 @@ class _Exchange:
         return True
 
     async def _watch_client(self) -> None:
+        # One task for both jobs, so that an idle stream costs one task less: it waits for
+        # the client to leave, and once the stream has started it wakes every `heartbeat`
+        # seconds (the wait's deadline) to send `: ping`.
         receive = self.ctx.receive
         while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+            with anyio.CancelScope(deadline=self.beat) as waiting:
+                self.waiting = waiting
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    self._client_left()
+                    return
+            self.waiting = None
+            if not waiting.cancelled_caught:
+                continue
+            if self.ended:
+                return
+            try:
+                await self.send(_PING)
+            except OSError:
                 self._client_left()
                 return
+            self.beat = anyio.current_time() + self.transport.heartbeat
+
+    def _start_heartbeat(self) -> None:
+        """Make the watcher send `: ping` every `heartbeat` seconds from now on."""
+        self.beat = anyio.current_time() + self.transport.heartbeat
+        if self.waiting is not None:
+            self.waiting.deadline = self.beat
 
     def stop_for_shutdown(self) -> None:
         """End the stream because the server stops: its iteration is cancelled, no `end`."""
@@ -407,24 +456,14 @@ class _Exchange:
             self.shutting_down = True
             self.scope.cancel()
 
-    async def _heartbeat(self) -> None:
-        interval = self.transport.heartbeat
-        while True:
-            await anyio.sleep(interval)
-            if self.ended:
-                return
-            try:
-                await self.send(_PING)
-            except OSError:
-                self._client_left()
-                return
-
     def _client_left(self) -> None:
         self.client_gone = True
         self.scope.cancel()
 
 
-async def _send_error(send: Send, error: TetherError, *, close: bool = False) -> None:
+async def _send_error(
+    send: Send, error: TetherError, *, close: bool = False, allow: bytes = b"GET, POST"
+) -> None:
     body = error_event(error)
     headers = [
         *_STREAM_HEADERS[:2],
@@ -434,7 +473,7 @@ async def _send_error(send: Send, error: TetherError, *, close: bool = False) ->
     # `Response` dependency set are not sent: a failed call releases nothing.
     headers.extend(Outcome.failed("", error).headers)
     if isinstance(error, MethodNotAllowed):
-        headers.append((b"allow", b"GET, POST"))
+        headers.append((b"allow", allow))
     if close:
         headers.append(CLOSE)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

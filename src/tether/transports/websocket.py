@@ -18,7 +18,7 @@ request to the path is answered 426 `UPGRADE_REQUIRED`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -30,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 from .._origins import OriginPolicy
 from ..dependencies import ConnectionScoped
 from ..errors import ConfigurationError, UpgradeRequired
+from ._fast_lane import lane
 from ._jsonrpc_dispatch import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY, JsonRpcDispatcher
 from ._ws_connection import CANCEL_METHOD, SUBSCRIPTION_METHOD, Connection
 from ._ws_envelope import operation_name
@@ -150,8 +151,11 @@ class WebSocketTransport:
         self.origins = OriginPolicy(handle.allowed_origins)
         # A plain Starlette route: FastAPI apps have no add_websocket_route any more. Plain
         # HTTP at the same path (any method) is told to upgrade, in tether's error envelope.
-        app.router.routes.append(WebSocketRoute(endpoint, endpoint=self))
+        route = WebSocketRoute(endpoint, endpoint=self)
+        app.router.routes.append(route)
         app.router.routes.append(Route(endpoint, endpoint=_upgrade_required))
+        # A socket keeps the frames of the way in for its whole life: the shorter one.
+        lane(app).add("websocket", route, self)
 
     def operation_added(self, op: Operation) -> None:
         """Forget the handshake dependencies: the new operation may add connection-scoped ones."""
@@ -194,18 +198,23 @@ class WebSocketTransport:
         """How many sockets are open now."""
         return len(self._connections)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one socket (the ASGI entry point of the route)."""
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Serve one socket (the ASGI entry point of the route): return its coroutine.
+
+        A plain function: the server awaits the connection's own coroutine, so that an
+        idle socket keeps no frame of this one.
+        """
         connection = Connection(self, scope, receive, send)
         if self.closing:
             connection.close(1001, "Server shutting down")
         self._connections.add(connection)
-        try:
-            await connection.run()
-        finally:
-            self._connections.discard(connection)
-            if not self._connections and self._all_closed is not None:
-                self._all_closed.set()
+        return connection.run()
+
+    def connection_ended(self, connection: Connection) -> None:
+        """Forget a connection whose `run` has returned (it calls this itself)."""
+        self._connections.discard(connection)
+        if not self._connections and self._all_closed is not None:
+            self._all_closed.set()
 
     async def shutdown(
         self, *, code: int = 1001, reason: str = "Server shutting down", wait: float = 5.0
