@@ -72,6 +72,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/ws_bench.py
 	$(BIN)/python bench/sse_bench.py
 	$(BIN)/python bench/events_bench.py
+	$(BIN)/python bench/live_bench.py
+	$(BIN)/python bench/live_memory.py --apps live-ws,live-sse,bare-ws,bare-sse --settings default server=tether
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .coverage .pytest_cache .mypy_cache .ruff_cache

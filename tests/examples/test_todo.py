@@ -291,3 +291,65 @@ def test_the_demo_over_websocket(live_server: Callable[..., LiveServer], tmp_pat
         assert missing["status"] == 404
         listed = send({"jsonrpc": "2.0", "id": 1, "method": "list_todos"})
         assert [t["title"] for t in listed["result"]] == ["over a socket"]
+
+
+def test_the_demo_coordinates_client_caches(client: httpx.Client) -> None:
+    # The todo list is the context "todos"; the caller's profile is the per-user context "user".
+    with client:
+        added = call(client, "add_todo", {"title": "cache me"}, ADA)
+        changed = [{"context": "todos"}, {"query": "stats"}]  # no argument scopes them
+        assert added.json()["invalidate"] == changed
+        assert added.headers["cache-control"] == "no-store"
+        assert json.loads(added.headers["x-tether-invalidate"]) == changed
+        todo_id = result(added)["id"]
+        assert call(client, "toggle_todo", {"id": todo_id}, ADA).json()["invalidate"] == changed
+        bundle = client.get("/api/context/todos")  # `done` is optional, as list_todos has it
+        assert result(bundle) == {"list_todos": [{**result(added), "done": True}]}
+        assert result(client.get("/api/context/todos", params={"done": "false"})) == {
+            "list_todos": []
+        }
+        assert call(client, "delete_todo", {"id": todo_id}, ADA).json()["invalidate"] == changed
+        assert error_code(client.get("/api/context/user"), 401) == "UNAUTHORIZED"
+        profile = {"name": "ada", "display_name": "ada", "is_staff": False}
+        assert result(client.get("/api/context/user", headers=ADA)) == {"current_user": profile}
+        renamed = call(client, "rename_user", {"display_name": "Ada L."}, ADA)
+        new = {**profile, "display_name": "Ada L."}
+        assert renamed.json() == {
+            "result": new,
+            "merge": [{"context": "user", "slot": "current_user", "value": new}],
+        }
+        assert result(client.get("/api/context/user", headers=ADA)) == {"current_user": new}
+        # Bob's profile is his own.
+        assert result(call(client, "current_user", headers=BOB))["display_name"] == "bob"
+        assert error_code(call(client, "rename_user", {"display_name": ""}, ADA), 422) == (
+            "VALIDATION_FAILED"
+        )
+
+
+def test_the_demo_pushes_changes_to_live_subscribers(
+    live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server(todo.create_app(tmp_path / "todo.db"))
+    with connect(f"{server.ws_url}/api/ws") as ada, connect(f"{server.ws_url}/api/ws") as bob:
+        for socket, who in ((ada, "ada"), (bob, "bob")):
+            socket.send(
+                json.dumps(
+                    {
+                        "uuid": "live",
+                        "route": "LIVE",
+                        "headers": {"Authorization": f"Bearer {who}"},
+                        "payload": {"contexts": ["todos", "user"]},
+                    }
+                )
+            )
+            ready = json.loads(socket.recv(timeout=5))
+            assert (ready["status"], ready["headers"]) == (200, {"stream": "ready"})
+        with httpx.Client(base_url=server.url) as client:
+            result(call(client, "rename_user", {"display_name": "Bobby"}, BOB))
+            result(call(client, "add_todo", {"title": "seen by all"}, BOB))
+        # Bob's own rename reaches Bob only; the new todo reaches everyone.
+        bob_items = [json.loads(bob.recv(timeout=5))["payload"] for _ in range(2)]
+        assert bob_items[0]["merge"][0]["value"]["display_name"] == "Bobby"
+        assert bob_items[1]["invalidate"] == [{"context": "todos"}]
+        ada_item = json.loads(ada.recv(timeout=5))["payload"]
+        assert (ada_item["invalidate"], ada_item["merge"]) == ([{"context": "todos"}], [])

@@ -6,6 +6,8 @@ http://127.0.0.1:8000/ for a tiny page, http://127.0.0.1:8000/docs for Swagger U
     curl -X POST localhost:8000/api/call/add_todo -H 'Authorization: Bearer ada' \
          -H 'Content-Type: application/json' -d '{"title": "write docs"}'
     curl 'localhost:8000/api/call/list_todos?done=false'
+    curl 'localhost:8000/api/context/todos'          # the "todos" bundle
+    curl -N 'localhost:8000/api/live?contexts=todos'  # every change, pushed (SSE)
 
 The database is one SQLite file: `$TODO_DB` if set, else `tether-todo.db` in the system's
 temporary directory. No other service is needed.
@@ -13,6 +15,10 @@ temporary directory. No other service is needed.
 The caller is whoever `Authorization: Bearer <name>` names; the name `admin` is staff.
 Anyone may read; a signed-in user adds todos, and only a todo's owner, or staff, may
 toggle or delete it (others get 403 `FORBIDDEN`).
+
+Client caches (docs/cache.md): `list_todos` is the context `todos`, which adding, toggling
+and deleting invalidate (and `stats`, a query of no context); `current_user` is the per-user
+context `user`, into which `rename_user` merges the new profile.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from starlette.requests import HTTPConnection
 
 from tether import Conflict, Forbidden, NotFound, Tether, command, query
 
-__all__ = ("Stats", "Todo", "TodoId", "User", "app", "create_app", "default_db_path")
+__all__ = ("Profile", "Stats", "Todo", "TodoId", "User", "app", "create_app", "default_db_path")
 
 STAFF = frozenset({"admin"})
 """User names that are staff."""
@@ -42,7 +48,11 @@ CREATE TABLE IF NOT EXISTS todos (
     title TEXT    NOT NULL,
     done  INTEGER NOT NULL DEFAULT 0,
     owner TEXT    NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    name         TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL
+);
 """
 
 
@@ -68,6 +78,14 @@ class User(BaseModel):
 
     name: str
     is_staff: bool = False
+
+
+class Profile(BaseModel):
+    """The signed-in user's profile: the name they sign in with, and the name they show."""
+
+    name: str
+    display_name: str
+    is_staff: bool
 
 
 class Stats(BaseModel):
@@ -104,7 +122,7 @@ def get_db(connection: HTTPConnection) -> Iterator[sqlite3.Connection]:
 DB = Annotated[sqlite3.Connection, Depends(get_db, scope="function")]
 
 
-async def current_user(authorization: Annotated[str | None, Header()] = None) -> User | None:
+async def resolve_user(authorization: Annotated[str | None, Header()] = None) -> User | None:
     """Resolve `Authorization: Bearer <name>` to a user; None when the header is missing."""
     if authorization is None:
         return None
@@ -115,7 +133,7 @@ async def current_user(authorization: Annotated[str | None, Header()] = None) ->
     return User(name=name, is_staff=name in STAFF)
 
 
-CurrentUser = Annotated[User, Depends(current_user)]
+CurrentUser = Annotated[User, Depends(resolve_user)]
 
 
 def _row_to_todo(row: sqlite3.Row) -> Todo:
@@ -138,7 +156,7 @@ def _check_owner(todo: Todo, user: User, action: str) -> None:
 # -- operations --------------------------------------------------------------------------
 
 
-@query
+@query(context="todos")
 def list_todos(db: DB, done: bool | None = None) -> list[Todo]:
     """List every todo, oldest first; `done` filters by state."""
     if done is None:
@@ -154,7 +172,7 @@ def get_todo(id: TodoId, db: DB) -> Todo:
     return _fetch(db, id)
 
 
-@command(auth=True, errors=[Conflict])
+@command(auth=True, errors=[Conflict], affects=["todos", "stats"])
 def add_todo(
     title: Annotated[str, Field(min_length=1, max_length=200)], db: DB, user: CurrentUser
 ) -> Todo:
@@ -169,7 +187,7 @@ def add_todo(
     return _fetch(db, cursor.lastrowid)
 
 
-@command(auth=True, errors=[NotFound, Forbidden])
+@command(auth=True, errors=[NotFound, Forbidden], affects=["todos", "stats"])
 def toggle_todo(id: TodoId, db: DB, user: CurrentUser) -> Todo:
     """Flip a todo between done and open; only its owner or staff may."""
     _check_owner(_fetch(db, id), user, "toggle")
@@ -177,7 +195,7 @@ def toggle_todo(id: TodoId, db: DB, user: CurrentUser) -> Todo:
     return _fetch(db, id)
 
 
-@command(auth=True, errors=[NotFound, Forbidden])
+@command(auth=True, errors=[NotFound, Forbidden], affects=["todos", "stats"])
 def delete_todo(id: TodoId, db: DB, user: CurrentUser) -> None:
     """Delete a todo; only its owner or staff may."""
     _check_owner(_fetch(db, id), user, "delete")
@@ -189,6 +207,31 @@ def stats(db: DB) -> Stats:
     """Count todos, done and open; staff only."""
     total, done = db.execute("SELECT COUNT(*), COALESCE(SUM(done), 0) FROM todos").fetchone()
     return Stats(total=total, done=done, open=total - done)
+
+
+def _profile(db: sqlite3.Connection, user: User) -> Profile:
+    row = db.execute("SELECT display_name FROM profiles WHERE name = ?", (user.name,)).fetchone()
+    shown = row["display_name"] if row is not None else user.name
+    return Profile(name=user.name, display_name=shown, is_staff=user.is_staff)
+
+
+@query(context="user", auth=True)
+def current_user(db: DB, user: CurrentUser) -> Profile:
+    """Return the caller's profile (per user: its pushes reach that user only)."""
+    return _profile(db, user)
+
+
+@command(auth=True, merge=["user"])
+def rename_user(
+    display_name: Annotated[str, Field(min_length=1, max_length=80)], db: DB, user: CurrentUser
+) -> Profile:
+    """Change the name the caller shows; the answer patches their `user` context in place."""
+    db.execute(
+        "INSERT INTO profiles (name, display_name) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET display_name = excluded.display_name",
+        (user.name, display_name),
+    )
+    return _profile(db, user)
 
 
 # -- the app -----------------------------------------------------------------------------
@@ -209,13 +252,15 @@ def create_app(db_path: str | os.PathLike[str] | None = None, *, strict: bool = 
     """
     path = Path(db_path) if db_path is not None else default_db_path()
     with sqlite3.connect(path) as connection:
-        connection.execute(SCHEMA)
+        connection.executescript(SCHEMA)
     connection.close()
 
     app = FastAPI(title="tether todo demo", version="0.1.0")
     app.state.todo_db = str(path)
-    api = Tether(prefix="/api", user=Depends(current_user), tags=["todos"], strict=strict)
-    api.include(list_todos, get_todo, add_todo, toggle_todo, delete_todo, stats)
+    api = Tether(prefix="/api", user=Depends(resolve_user), tags=["todos"], strict=strict)
+    api.include(
+        list_todos, get_todo, add_todo, toggle_todo, delete_todo, stats, current_user, rename_user
+    )
     api.mount(app)
     app.state.api = api  # for in-process calls: `await app.state.api.call("list_todos")`
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
