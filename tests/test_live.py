@@ -1144,3 +1144,25 @@ def test_the_hub_is_the_tethers() -> None:
     assert api.live.contexts is api.contexts
     assert api.live.settings == LiveSettings(max_topics=3)
     assert api.live.subscribers == 0
+
+
+async def test_a_push_published_twice_is_given_once_live_and_in_a_replay(api: Tether) -> None:
+    # A batch the publisher retries after a broker failure may already be on the stream:
+    # the same push (same publisher, same number) then appears under two ids.
+    sink, subscription = await subscribe(api, ["todos"])
+    since = subscription.last_id
+    await add(api, 1)
+    await api.live.settle()
+    [entry] = (await api.live.broker.read_after(api.live.stream, since, 10))[0]
+    assert orjson.loads(entry.data)["n"] >= 1
+    await api.live.broker.publish(api.live.stream, entry.data)  # the retried copy
+    await add(api, 2)
+    assert shape(await sink.wait_for(2)) == [([todos_entry(1)], []), ([todos_entry(2)], [])]
+    assert len(sink.payloads) == 2
+
+    resumed, _ = await subscribe(api, ["todos"], since=since)
+    assert shape(await resumed.wait_for(2)) == [([todos_entry(1)], []), ([todos_entry(2)], [])]
+    await add(api, 3)
+    await resumed.wait_for(3)
+    assert shape(resumed.payloads)[2] == ([todos_entry(3)], [])
+    assert len(resumed.payloads) == 3

@@ -25,6 +25,8 @@ order and without duplicates; when the gap can no longer be replayed it receives
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -208,6 +210,9 @@ class LiveHub:
         self._gate = gate
         self._queue: deque[bytes] = deque()
         self._dropped_pushes = 0
+        self._token = f"{socket.gethostname()}-{os.getpid()}-{id(self):x}".encode()
+        self._sequence = 0
+        self._seen = _Publishers()
         self._lost = False
         self._publisher: BackgroundTask | None = None
         self._wake: anyio.Event | None = None
@@ -242,7 +247,12 @@ class LiveHub:
             queue.popleft()
             self._dropped_pushes += 1
             self._lost = True
-        queue.append(effects.push_json())
+        self._sequence += 1
+        # Who published it, and its place in this process's order: a batch the publisher
+        # retries after a broker failure may already be on the stream, and readers skip
+        # what they have seen (`_Publishers`).
+        head = b'{"p":"' + self._token + b'","n":' + str(self._sequence).encode() + b","
+        queue.append(head + effects.push_json()[1:])
         self._start()
         wake = self._wake
         if wake is not None:
@@ -481,6 +491,7 @@ class LiveHub:
         """
         limit = self.settings.subscriber_queue
         held: list[tuple[str, bytes]] = []
+        seen = _Publishers()
         last = since
         resync = False
         while not resync:
@@ -491,7 +502,10 @@ class LiveHub:
                 if entry.data == RESYNC_ENTRY:  # pushes were lost inside the gap
                     resync = True
                     break
-                payload = self._payload_for(subscription, _decode(entry))
+                decoded = _decode(entry)
+                if decoded is not None and seen.repeated(decoded):
+                    continue
+                payload = self._payload_for(subscription, decoded)
                 if payload is not None:
                     held.append((entry.id, payload))
                     if len(held) > limit:
@@ -568,6 +582,8 @@ class LiveHub:
         if decoded is None:
             logger.warning("live: entry %s of %r is not a push; skipped", entry.id, self.stream)
             return
+        if self._seen.repeated(decoded):
+            return  # published twice (a retried batch): given once
         order = entry_order(entry.id)
         wanted: dict[LiveSubscription, None] = {}
         for kind in ("invalidate", "merge"):
@@ -641,6 +657,26 @@ class LiveHub:
         self._publisher = None
         for subscription in self._index.all():
             self._end(subscription, "closed")
+
+
+class _Publishers:
+    """The last push number seen from each publishing process: a repeated push is skipped."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def repeated(self, decoded: dict[str, Any]) -> bool:
+        """Whether this push was seen already (and note it if not)."""
+        publisher = decoded.get("p")
+        number = decoded.get("n")
+        if type(publisher) is not str or type(number) is not int:
+            return False
+        if number <= self._last.get(publisher, 0):
+            return True
+        self._last[publisher] = number
+        return False
 
 
 class _Bucket:
