@@ -182,7 +182,9 @@ class Context:
                 )
                 continue
             try:
-                values[name] = to_jsonable_python(adapter.validate_python(raw))
+                # Under the context's own key string: a subscriber's topic keeps it.
+                key = next((param for param in self.params if param == name), name)
+                values[key] = to_jsonable_python(adapter.validate_python(raw))
             except ValidationError as exc:
                 for error in exc.errors(
                     include_url=False, include_context=False, include_input=False

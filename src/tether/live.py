@@ -347,12 +347,13 @@ class LiveHub:
         kind, target = found
         if kind == "context":
             context: Any = target
+            # The registered name, not the request's copy: a subscriber keeps its topic.
             return Topic(
-                "context", name, context.normalize(params), context.per_user, context.slots
+                "context", context.name, context.normalize(params), context.per_user, context.slots
             )
         op: Any = target
         normalized = _query_params(op, params)
-        return Topic("query", name, normalized, False, (op,))
+        return Topic("query", op.name, normalized, False, (op,))
 
     def topics_from_query(self, names: Sequence[str], params: Mapping[str, Any]) -> list[Topic]:
         """Read topics from a query string: context names, and params given to those that take them.

@@ -247,7 +247,7 @@ class LiveStreams:
         waiting = False
         for stream in self._open:
             waiter = stream._waiter
-            if isinstance(waiter, asyncio.Future):
+            if isinstance(waiter, asyncio.Future) and stream._loop is loop:
                 if stream._due <= now:
                     stream._waiter = None
                     if not waiter.done():
