@@ -17,9 +17,10 @@ from typing import Annotated, Any
 import anyio
 import orjson
 import pytest
-from fastapi import Depends, FastAPI, Header
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel, Field
 
+from tests._cache_users import Todo, User, current_user
 from tether import (
     CallContext,
     CallResult,
@@ -38,12 +39,6 @@ from tether.effects import Context, Effects, default_user_key
 from tether.events import Command, Query
 
 
-class Todo(BaseModel):
-    id: int
-    owner_id: int
-    title: str
-
-
 class Profile(BaseModel):
     id: int
     name: str
@@ -55,23 +50,6 @@ class Theme(BaseModel):
 
 class Filter(BaseModel):
     words: list[str]
-
-
-class User(BaseModel):
-    id: int
-    name: str
-    is_staff: bool = False
-
-
-USERS = {
-    "1": User(id=1, name="ada"),
-    "2": User(id=2, name="bob"),
-    "9": User(id=9, name="root", is_staff=True),
-}
-
-
-async def current_user(x_user: Annotated[str | None, Header()] = None) -> User | None:
-    return USERS.get(x_user) if x_user is not None else None
 
 
 def todo_api(**options: Any) -> Tether:
@@ -454,10 +432,8 @@ def test_generic_output_types_are_named_readably() -> None:
         async def titles() -> dict[str, Todo]:
             return {}
 
-    assert "(its slots: todos -> list[tests.test_effects.Todo], todo_count -> int)" in (
-        message_of(excinfo)
-    )
-    assert "returns dict[str, tests.test_effects.Todo]" in message_of(excinfo)
+    assert "(its slots: todos -> list[Todo], todo_count -> int)" in (message_of(excinfo))
+    assert "returns dict[str, Todo]" in message_of(excinfo)
 
 
 async def test_a_query_that_makes_a_merge_ambiguous_is_refused_and_rolled_back() -> None:

@@ -21,6 +21,7 @@ import pytest
 from fastapi import Depends, Header, HTTPException
 from pydantic import BaseModel
 
+from tests._cache_users import Todo, User, current_user
 from tests._processes import free_port
 from tether import (
     CallContext,
@@ -58,31 +59,8 @@ def kind(setup: tuple[str, str]) -> str:
     return setup[1]
 
 
-class Todo(BaseModel):
-    id: int
-    owner_id: int
-    title: str
-
-
 class Profile(BaseModel):
     name: str
-
-
-class User(BaseModel):
-    id: int
-    name: str
-    is_staff: bool = False
-
-
-USERS = {
-    "1": User(id=1, name="ada"),
-    "2": User(id=2, name="bob"),
-    "9": User(id=9, name="root", is_staff=True),
-}
-
-
-async def current_user(x_user: Annotated[str | None, Header()] = None) -> User | None:
-    return USERS.get(x_user) if x_user is not None else None
 
 
 class ListSink:

@@ -21,6 +21,7 @@ outcome pushes them to live subscribers after the answer (see `tether.live`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,6 +33,7 @@ from pydantic_core import to_jsonable_python
 
 from ._strict import QueryParams
 from .errors import ConfigurationError, NotFound, ValidationFailed
+from .operation import read_query
 
 if TYPE_CHECKING:
     from .operation import Operation
@@ -146,19 +148,8 @@ class Context:
         Raises:
             ValidationFailed: a scalar param is given more than once.
         """
-        shape = self.query_shape or {}
         strict = any(op.validate_query is not None for op in self.slots)
-        result: dict[str, Any] = QueryParams() if strict else {}
-        for key, value in items:
-            if shape.get(key, False):
-                result.setdefault(key, []).append(value)
-            elif key in result:
-                raise ValidationFailed.from_errors(
-                    [{"loc": [key], "msg": "Parameter given more than once", "type": "duplicate"}]
-                )
-            else:
-                result[key] = value
-        return result
+        return read_query(items, self.query_shape or {}, strict=strict)
 
     def normalize(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Validate subscription params (as the slots that declare them would) into JSON values.
@@ -662,6 +653,7 @@ def _describe(item: Any) -> str:
 
 
 def _type_name(annotation: Any) -> str:
-    if isinstance(annotation, type):
+    """Name a type as its code does: `list[Todo]`, not `list[app.models.Todo]`."""
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
         return annotation.__name__
-    return repr(annotation).replace("typing.", "")
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", repr(annotation))

@@ -37,6 +37,7 @@ __all__ = (
     "model_name",
     "operation",
     "query",
+    "read_query",
     "stream",
     "take_marked_methods",
 )
@@ -421,16 +422,28 @@ class Operation:
 
     def params_from_query(self, items: Sequence[tuple[str, str]]) -> dict[str, Any]:
         """Collect query-string pairs into params: repeated keys become lists for list inputs."""
-        shape = self.query_shape or {}
         # Only a strict operation reads query text differently; a plain dict validates faster.
-        result: dict[str, Any] = {} if self.validate_query is None else QueryParams()
-        for key, value in items:
-            if shape.get(key, False):
-                result.setdefault(key, []).append(value)
-            elif key in result:
-                raise ValidationFailed.from_errors(
-                    [{"loc": [key], "msg": "Parameter given more than once", "type": "duplicate"}]
-                )
-            else:
-                result[key] = value
-        return result
+        return read_query(items, self.query_shape or {}, strict=self.validate_query is not None)
+
+
+def read_query(
+    items: Sequence[tuple[str, str]], shape: Mapping[str, bool], *, strict: bool
+) -> dict[str, Any]:
+    """Collect query-string pairs into params: a key that `shape` marks repeated gives a list.
+
+    `strict` returns `QueryParams`, which strict validation reads as query text.
+
+    Raises:
+        ValidationFailed: a key `shape` does not mark repeated is given more than once.
+    """
+    result: dict[str, Any] = QueryParams() if strict else {}
+    for key, value in items:
+        if shape.get(key, False):
+            result.setdefault(key, []).append(value)
+        elif key in result:
+            raise ValidationFailed.from_errors(
+                [{"loc": [key], "msg": "Parameter given more than once", "type": "duplicate"}]
+            )
+        else:
+            result[key] = value
+    return result

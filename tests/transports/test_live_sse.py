@@ -18,10 +18,11 @@ import orjson
 import pytest
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from fastapi import Depends, FastAPI, Header
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 from starlette.types import Message
 
+from tests._cache_users import Todo, User, current_user
 from tether import LiveSettings, Tether
 from tether.brokers.base import BrokerUnavailable
 from tether.brokers.memory import MemoryBroker
@@ -30,31 +31,8 @@ from tether.transports._live_sse import _LiveStream
 from tether.transports.sse import SseTransport
 
 
-class Todo(BaseModel):
-    id: int
-    owner_id: int
-    title: str
-
-
 class Profile(BaseModel):
     name: str
-
-
-class User(BaseModel):
-    id: int
-    name: str
-    is_staff: bool = False
-
-
-USERS = {
-    "1": User(id=1, name="ada"),
-    "2": User(id=2, name="bob"),
-    "9": User(id=9, name="root", is_staff=True),
-}
-
-
-async def current_user(x_user: Annotated[str | None, Header()] = None) -> User | None:
-    return USERS.get(x_user) if x_user is not None else None
 
 
 def build_api(*, maxlen: int = 10_000, **options: Any) -> Tether:
