@@ -29,6 +29,16 @@ def test_schema_openrpc_lists_every_method(capsys: pytest.CaptureFixture[str]) -
     assert {"add", "subtract", "echo"} <= {method["name"] for method in document["methods"]}
 
 
+def test_schema_tether_prints_schema_json(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    from tether.schema.document import schema_json
+
+    assert main(["schema", "tether", "--app", "examples.conformance.app:app"]) == 0
+    printed = capsysbinary.readouterr().out
+    app = load_app("examples.conformance.app:app")
+    assert printed == schema_json(find_tether(app), app)
+    assert {"add", "subtract", "echo"} <= set(json.loads(printed)["operations"])
+
+
 def test_the_installed_command_runs() -> None:
     # The console script pyproject.toml declares, run as a user would.
     completed = subprocess.run(

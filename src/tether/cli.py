@@ -3,6 +3,7 @@
 ```
 tether schema openapi --app tether.demo.app:app      # FastAPI's OpenAPI, every operation
 tether schema openrpc --app tether.demo.app:app      # the OpenRPC document of JSON-RPC
+tether schema tether --app tether.demo.app:app       # tether's own document (docs/schema.md)
 tether serve main:app [--host 127.0.0.1] [--port 8000] [--grace 10]   # any app, TetherServer
                       [--ws-per-message-deflate]
 tether demo [--port 8000]                            # the todo demo on 127.0.0.1
@@ -68,6 +69,11 @@ def find_tether(app: FastAPI) -> Tether:
 
 def _schema(args: argparse.Namespace) -> int:
     app = load_app(args.app)
+    if args.document == "tether":
+        from .schema.document import schema_json
+
+        sys.stdout.buffer.write(schema_json(find_tether(app), app))
+        return 0
     if args.document == "openapi":
         document: Any = app.openapi()
     else:
@@ -125,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `tether` command with `argv` (default: the process arguments)."""
     parser = argparse.ArgumentParser(prog="tether", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    schema = commands.add_parser("schema", help="print an app's OpenAPI or OpenRPC document")
-    schema.add_argument("document", choices=("openapi", "openrpc"))
+    schema = commands.add_parser("schema", help="print an app's OpenAPI/OpenRPC/tether schema")
+    schema.add_argument("document", choices=("openapi", "openrpc", "tether"))
     schema.add_argument("--app", required=True, help="module:attribute of the FastAPI app")
     schema.set_defaults(run=_schema)
     grace_help = "seconds in-flight calls get on shutdown before they are cancelled (default 10)"

@@ -122,7 +122,8 @@ class Transport(Protocol):
     the outcome; it never validates, solves dependencies or checks auth itself. Each
     transport owns the URLs it serves, under the Tether's prefix; one that serves operations
     at a URL of their own may also define `path_of(op) -> str | None`, which in-process
-    calls use as their request's path (so a `Request` dependency sees the wire's path).
+    calls use as their request's path (so a `Request` dependency sees the wire's path), and
+    `wire` (a name) with `serves` (the kinds it calls), which tether's schema document lists.
     """
 
     def attach(self, handle: TransportHandle, app: FastAPI) -> None:

@@ -79,6 +79,11 @@ class _WrongMethod(MethodNotAllowed):
 class HttpTransport:
     """Serves `POST/GET {prefix}/call/{name}` with the invoker, and documents each operation."""
 
+    wire = "http"
+    """The wire's name in tether's schema document (`transports` of an operation)."""
+    serves = frozenset(("query", "command"))
+    """The kinds of operation this wire calls."""
+
     def __init__(self) -> None:
         self.handle: TransportHandle | None = None
         self.app: FastAPI | None = None

@@ -84,6 +84,11 @@ class JsonRpcTransport:
         ConfigurationError: `batch_dependencies` was passed.
     """
 
+    wire = "jsonrpc"
+    """The wire's name in tether's schema document (`transports` of an operation)."""
+    serves = frozenset(("query", "command"))
+    """The kinds of operation this wire calls."""
+
     def __init__(
         self,
         *,

@@ -117,6 +117,11 @@ class SseTransport:
         ConfigurationError: `heartbeat` is not positive.
     """
 
+    wire = "sse"
+    """The wire's name in tether's schema document (`transports` of an operation)."""
+    serves = frozenset(("stream",))
+    """The kinds of operation this wire calls."""
+
     def __init__(self, *, path: str = "/stream", heartbeat: float = DEFAULT_HEARTBEAT) -> None:
         if heartbeat <= 0:
             raise ConfigurationError(f"heartbeat must be a positive number of seconds: {heartbeat}")

@@ -88,6 +88,11 @@ class WebSocketTransport:
         ConfigurationError: `guards` was passed, or a limit is below 1.
     """
 
+    wire = "websocket"
+    """The wire's name in tether's schema document (`transports` of an operation)."""
+    serves = frozenset(("query", "command", "stream"))
+    """The kinds of operation this wire calls."""
+
     def __init__(
         self,
         *,
