@@ -419,7 +419,8 @@ class TestErrors:
         async def unavailable(*args: Any, **kwargs: Any) -> Any:
             raise BrokerUnavailable("redis is down")
 
-        monkeypatch.setattr(api.live, "subscribe", unavailable)
+        # The broker fails under the hub, which answers 503 for the transports.
+        monkeypatch.setattr(api.live.broker, "position", unavailable)
         async with LiveStream(app, "contexts=todos") as stream:
             events = await stream.wait_end()
         assert stream.status == 503

@@ -309,7 +309,8 @@ class TestLimitsAndErrors:
         async def unavailable(*args: Any, **kwargs: Any) -> Any:
             raise BrokerUnavailable("redis is down")
 
-        monkeypatch.setattr(api.live, "subscribe", unavailable)
+        # The broker fails under the hub, which answers 503 for the transports.
+        monkeypatch.setattr(api.live.broker, "position", unavailable)
         async with MemorySocket(app) as ws:
             answer = await ws.call(live("u", ["todos"]))
             assert (answer["status"], answer["payload"]["error"]["code"]) == (

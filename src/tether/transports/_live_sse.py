@@ -43,7 +43,6 @@ replayed. `SseTransport.shutdown()` ends every live stream cleanly (no event), t
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -51,9 +50,8 @@ import anyio
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
-from ..brokers.base import BrokerError
 from ..context import CallContext
-from ..errors import MethodNotAllowed, ServiceUnavailable, TetherError
+from ..errors import MethodNotAllowed, TetherError
 from ..live import resync_payload
 from ._body import header
 
@@ -62,9 +60,8 @@ if TYPE_CHECKING:
     from ..transport import TransportHandle
     from .sse import SseTransport
 
-__all__ = ("LIVE_PATH", "LiveStreams", "live_error")
+__all__ = ("LIVE_PATH", "LiveStreams")
 
-logger = logging.getLogger("tether")
 
 LIVE_PATH = "/live"
 """Where live push is served over SSE, under the Tether prefix."""
@@ -86,14 +83,6 @@ _POLL = 0.005
 # How often, per heartbeat period, the shared timer looks for idle streams whose
 # heartbeat is due: a ping goes out after `heartbeat` to 1.25 `heartbeat` seconds idle.
 _TICKS_PER_HEARTBEAT = 4
-
-
-def live_error(handle: TransportHandle, exc: Exception) -> TetherError:
-    """Return the error a refused subscription answers: the hub's own, 503 for the broker."""
-    if isinstance(exc, BrokerError):
-        logger.warning("live: a subscription could not read the broker: %s", exc)
-        return ServiceUnavailable("Live push is unavailable now; try again later")
-    return handle.invoker.map_exception(exc, "live subscription")
 
 
 class LiveStreams:
@@ -222,7 +211,7 @@ class LiveStreams:
                 CallContext("sse", scope, receive), topics, stream, since=since
             )
         except Exception as exc:
-            await _send_error(send, live_error(self.handle, exc))
+            await _send_error(send, self.handle.invoker.map_exception(exc, "live subscription"))
             return None
         self._open.add(stream)
         if self._closing():  # shutdown began while it subscribed: ready, then the end

@@ -35,12 +35,10 @@ closing the connection closes them all (`close_all`).
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
-from ..brokers.base import BrokerError
 from ..context import CallContext
-from ..errors import BadRequest, Conflict, ServiceUnavailable, TetherError, ValidationFailed
+from ..errors import BadRequest, Conflict, TetherError, ValidationFailed
 from ..live import resync_payload
 from ._json_out import dumps
 from ._jsonrpc_responses import RESPONSE_HEAD, tether_error_response
@@ -70,7 +68,6 @@ __all__ = (
     "start_jsonrpc_live",
 )
 
-logger = logging.getLogger("tether")
 
 LIVE_METHOD = "rpc.live"
 """The JSON-RPC method that opens a live subscription."""
@@ -204,7 +201,7 @@ class LiveSocketSubscription:
         except Exception as exc:
             self._forget()
             self.cancelled = True
-            error = _refusal(conn, exc)
+            error = conn.handle.invoker.map_exception(exc, "live subscription")
             if self.envelope:
                 conn.outbox.put(error_reply(self.key_json, error))
             else:
@@ -253,15 +250,6 @@ class LiveSocketSubscription:
             + dumps(token)
             + b"}}"
         )
-
-
-def _refusal(conn: Connection, exc: Exception) -> TetherError:
-    """Return the error a refused subscription answers: the hub's own, 503 for the broker."""
-    # As `_live_sse.live_error` (not imported: SSE and WebSocket modules stay apart).
-    if isinstance(exc, BrokerError):
-        logger.warning("live: a subscription could not read the broker: %s", exc)
-        return ServiceUnavailable("Live push is unavailable now; try again later")
-    return conn.handle.invoker.map_exception(exc, "live subscription")
 
 
 def _read_request(conn: Connection, params: Any, where: str) -> tuple[list[Topic], str | None]:
