@@ -9,11 +9,6 @@ per event id, across the 3 processes), and reaches the stream subscribers of eve
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,80 +20,18 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from tests._processes import alive, free_port
+from tests.e2e._workers import Workers, running_workers
 
 pytestmark = pytest.mark.e2e
 
 WORKERS = 3
 PER_WORKER = 10
 """Events each worker must have emitted (commands go on until each has)."""
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # redis-py, and the Redis broker, are asyncio-only
-
-
-class Workers:
-    """`uvicorn --workers 3` in a subprocess, stopped by PID (the supervisor, then workers left)."""
-
-    def __init__(self, redis_url: str, handled_key: str, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = {
-            **os.environ,
-            "TETHER_BROKER": redis_url,
-            "TETHER_TEST_HANDLED_KEY": handled_key,
-            "TETHER_TEST_GROUP": f"recorders.{handled_key.rsplit('.', 1)[1]}",
-            "PYTHONPATH": str(ROOT),
-        }
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "tests.e2e._events_app:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(WORKERS),
-                    "--log-level",
-                    "warning",
-                    "--timeout-graceful-shutdown",
-                    "3",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pids: set[int] = set()
-        """Worker PIDs seen in answers (each is killed at the end if it outlived the supervisor)."""
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        for pid in self.pids:
-            deadline = time.monotonic() + 5
-            while alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -108,22 +41,18 @@ def handled_key() -> str:
 
 @pytest.fixture
 def workers(redis_url: str, handled_key: str, tmp_path: Path) -> Iterator[Workers]:
-    server = Workers(redis_url, handled_key, tmp_path / "uvicorn.log")
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.process.poll() is not None:
-                pytest.fail(f"uvicorn exited:\n{server.output()}")
-            try:
-                httpx.get(f"{server.url}/openapi.json", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not answer within 30 s:\n{server.output()}")
-                time.sleep(0.1)
+    env = {
+        "TETHER_BROKER": redis_url,
+        "TETHER_TEST_HANDLED_KEY": handled_key,
+        "TETHER_TEST_GROUP": f"recorders.{handled_key.rsplit('.', 1)[1]}",
+    }
+    with running_workers(
+        "tests.e2e._events_app:app",
+        tmp_path / "uvicorn.log",
+        env=env,
+        options=["--timeout-graceful-shutdown", "3"],
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 class Feed:

@@ -16,11 +16,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,13 +29,12 @@ import pytest
 from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests._processes import alive, free_port
 from tests._redis_server import RedisServer, running_redis
+from tests.e2e._workers import Workers, running_workers
 
 pytestmark = pytest.mark.e2e
 
 WORKERS = 3
-ROOT = Path(__file__).resolve().parents[2]
 logger = logging.getLogger(__name__)
 TIMEOUT = 20.0
 """Seconds any one wait of these tests may take before it fails."""
@@ -52,78 +46,6 @@ def anyio_backend() -> str:
 
 
 # -- the servers ------------------------------------------------------------------------------
-
-
-class Workers:
-    """`uvicorn --workers 3` in a subprocess, stopped by PID (the supervisor, then workers left)."""
-
-    def __init__(self, redis_url: str, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = {**os.environ, "TETHER_BROKER": redis_url, "PYTHONPATH": str(ROOT)}
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "tests.e2e._live_app:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(WORKERS),
-                    "--log-level",
-                    "warning",
-                    # SSE streams whose client has left end at their next heartbeat: not waited for.
-                    "--timeout-graceful-shutdown",
-                    "1",
-                    # A publisher's connection stays on its worker however long a test waits.
-                    "--timeout-keep-alive",
-                    "60",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pids: set[int] = set()
-        """Worker PIDs seen in answers (each is killed at the end if it outlived the supervisor)."""
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"uvicorn exited:\n{self.output()}")
-            try:
-                httpx.get(f"{self.url}/openapi.json", timeout=1).raise_for_status()
-                return
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn did not answer within 30 s:\n{self.output()}")
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        for pid in self.pids:
-            deadline = time.monotonic() + 5
-            while alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -138,12 +60,21 @@ def redis(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def workers(redis: RedisServer, tmp_path: Path) -> Iterator[Workers]:
-    server = Workers(redis.url, tmp_path / "uvicorn.log")
-    try:
-        server.wait_ready()
+    options = [
+        # SSE streams whose client has left end at their next heartbeat: not waited for.
+        "--timeout-graceful-shutdown",
+        "1",
+        # A publisher's connection stays on its worker however long a test waits.
+        "--timeout-keep-alive",
+        "60",
+    ]
+    with running_workers(
+        "tests.e2e._live_app:app",
+        tmp_path / "uvicorn.log",
+        env={"TETHER_BROKER": redis.url},
+        options=options,
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # -- the clients ------------------------------------------------------------------------------
