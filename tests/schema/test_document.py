@@ -15,15 +15,16 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, NotRequired, Required, TypeVar
 
 import orjson
 import pytest
 from fastapi import Depends, FastAPI
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, Field, computed_field, create_model, field_serializer
+from typing_extensions import TypedDict
 
 from tests._docs_examples import load
-from tether import Tether
+from tether import NotFound, Tether, TetherError
 from tether.cli import find_tether
 from tether.demo.app import create_app
 from tether.schema.document import schema_document, schema_json
@@ -118,6 +119,18 @@ def test_every_type_kind() -> None:
                 "items": {"type": {"kind": "array", "items": ref("Todo")}, "required": True},
                 "next": {"type": nullable(string()), "required": False},
             },
+            "generic": {"origin": "Page", "args": [ref("Todo")]},
+        },
+        "Page": {
+            "kind": "object",
+            "params": ["T"],
+            "fields": {
+                "items": {
+                    "type": {"kind": "array", "items": {"kind": "typevar", "name": "T"}},
+                    "required": True,
+                },
+                "next": {"type": nullable(string()), "required": False},
+            },
         },
         "Priority": {"kind": "enum", "values": ["low", "high"]},
         "Todo": {
@@ -148,6 +161,11 @@ def test_every_type_kind() -> None:
                 },
             },
         },
+    }
+    assert document["errors"] == {
+        "BAD_REQUEST": {"status": 400, "jsonrpc": -32000},
+        "VALIDATION_FAILED": {"status": 422, "jsonrpc": -32602},
+        "INTERNAL_ERROR": {"status": 500, "jsonrpc": -32603},
     }
     todos = document["operations"]["todos"]
     assert todos["input"] == {
@@ -408,6 +426,7 @@ def test_the_docs_page_shows_the_example_document() -> None:
     shown = [
         document["operations"]["add_todo"],
         document["types"]["Page_Todo_"],
+        document["types"]["Page"],
         document["contexts"],
     ]
     assert [json.loads(block) for block in blocks] == shown
@@ -417,3 +436,186 @@ def test_the_docs_page_shows_the_example_document() -> None:
             block
             == orjson.dumps(part, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
         )
+
+
+class Teapot(TetherError):
+    code = "TEAPOT"
+    status = 418
+    jsonrpc_code = -32418
+
+
+def test_errors_table_holds_every_listed_code_with_its_wire_mapping(tmp_path: Path) -> None:
+    api = Tether(user=Depends(current_user))
+
+    @api.query(errors=[Teapot, NotFound])
+    async def brew() -> int:
+        return 1
+
+    @api.command(auth=True)
+    async def sign() -> None:
+        return None
+
+    document = schema_document(api)
+    assert document["errors"] == {
+        "BAD_REQUEST": {"status": 400, "jsonrpc": -32000},
+        "VALIDATION_FAILED": {"status": 422, "jsonrpc": -32602},
+        "TEAPOT": {"status": 418, "jsonrpc": -32418},
+        "NOT_FOUND": {"status": 404, "jsonrpc": -32004},
+        "INTERNAL_ERROR": {"status": 500, "jsonrpc": -32603},
+        "UNAUTHORIZED": {"status": 401, "jsonrpc": -32001},
+        "FORBIDDEN": {"status": 403, "jsonrpc": -32003},
+    }
+    listed = {code for op in document["operations"].values() for code in op["errors"]}
+    assert set(document["errors"]) == listed
+    demo = json.loads(demo_document(tmp_path)[2])
+    assert demo["errors"]["CONFLICT"] == {"status": 409, "jsonrpc": -32009}
+    assert set(demo["errors"]) == {c for op in demo["operations"].values() for c in op["errors"]}
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+class Pair(BaseModel, Generic[A, B]):
+    first: A
+    second: B
+
+
+class Chain(BaseModel, Generic[A]):
+    value: A
+    rest: "list[Chain[A]]" = []
+
+
+class Box(BaseModel, Generic[A]):
+    inner: Pair[A, int]
+
+
+class Scaled(BaseModel, Generic[A]):
+    value: A
+
+    @field_serializer("value")
+    def _value(self, value: Any) -> Any:
+        return value
+
+
+class Shape(BaseModel):
+    width: int
+    height: int
+    label: str = Field(default="", serialization_alias="shownAs")
+    code: str = Field(default="", validation_alias="given", serialization_alias="shown")
+
+    @computed_field(description="width times height")  # type: ignore[prop-decorator]
+    @property
+    def area(self) -> int:
+        return self.width * self.height
+
+
+def test_generic_models_keep_their_origin_and_parameters() -> None:
+    api = Tether()
+
+    @api.query
+    async def pairs(shape: Shape) -> Box[str]:
+        raise NotImplementedError
+
+    @api.query
+    async def pair() -> Pair[int, Shape | None]:
+        raise NotImplementedError
+
+    document = schema_document(api)
+    types = document["types"]
+    typevar = {"kind": "typevar", "name": "A"}
+    assert types["Pair"]["params"] == ["A", "B"]
+    assert types["Pair"]["fields"]["first"]["type"] == typevar
+    # A partly parametrized model inside an origin refers to the origin's own variables.
+    assert types["Box"]["fields"]["inner"]["type"] == ref("Pair__A__int_")
+    assert types["Pair__A__int_"]["generic"] == {
+        "origin": "Pair",
+        "args": [typevar, {"kind": "integer"}],
+    }
+    assert types["Box_str_"]["generic"] == {"origin": "Box", "args": [string()]}
+    assert "params" not in types["Box_str_"]
+    assert types["Pair_int__Union_Shape__NoneType__"]["generic"] == {
+        "origin": "Pair",
+        "args": [{"kind": "integer"}, nullable(ref("Shape"))],
+    }
+    # An origin is a definition of its own; every other definition is free of type variables.
+    free = json.dumps({n: t for n, t in types.items() if "params" not in t and "generic" not in t})
+    assert "typevar" not in free
+
+
+def test_a_generic_whose_origin_differs_has_no_generic_member() -> None:
+    api = Tether()
+
+    class Narrowed(Scaled[int]):
+        extra: bool = False
+
+    @api.query
+    async def narrowed() -> Narrowed:
+        raise NotImplementedError
+
+    @api.query
+    async def bare() -> Scaled:  # type: ignore[type-arg]
+        raise NotImplementedError
+
+    @api.query
+    async def chain() -> Chain[int]:
+        raise NotImplementedError
+
+    types = schema_document(api)["types"]
+    # pydantic makes `Chain[A]` inside Chain the origin itself: a generator supplies A.
+    assert types["Chain"]["fields"]["rest"]["type"] == {"kind": "array", "items": ref("Chain")}
+    # Parametrized, the recursion is pydantic's internal reference (`any` here): no generic.
+    assert types["Chain_int_"]["fields"]["rest"]["type"] == {
+        "kind": "array",
+        "items": {"kind": "any"},
+    }
+    assert "generic" not in types["Chain_int_"]
+    assert "generic" not in types["Narrowed"]
+    assert types["Narrowed"]["fields"]["value"]["type"] == {"kind": "integer"}
+    assert types["Scaled"]["params"] == ["A"]
+
+
+def test_computed_fields_are_read_only() -> None:
+    api = Tether()
+
+    @api.query
+    async def shape() -> Shape:
+        raise NotImplementedError
+
+    fields = schema_document(api)["types"]["Shape"]["fields"]
+    assert fields["area"] == {
+        "type": {"kind": "integer"},
+        "required": True,
+        "read_only": True,
+        "description": "width times height",
+    }
+    assert "read_only" not in fields["width"]
+    # Written under one name, read under another: `input_name` is the name it is sent under.
+    assert fields["shownAs"]["input_name"] == "label"
+    assert fields["shown"]["input_name"] == "given"
+    assert "input_name" not in fields["width"]
+
+
+class Window(TypedDict, total=False):
+    start: Required[int]
+    end: int
+    label: NotRequired[str]
+
+
+def test_typed_dicts_keys_that_are_not_required_may_be_absent_from_the_output() -> None:
+    api = Tether()
+
+    @api.query
+    async def window(w: Window) -> Window:
+        return w
+
+    document = schema_document(api)
+    assert document["types"]["Window"] == {
+        "kind": "object",
+        "fields": {
+            "start": {"type": {"kind": "integer"}, "required": True},
+            "end": {"type": {"kind": "integer"}, "required": False, "output_optional": True},
+            "label": {"type": string(), "required": False, "output_optional": True},
+        },
+    }
+    assert document["operations"]["window"]["input"]["w"]["type"] == ref("Window")

@@ -50,6 +50,13 @@ _FORMATS: dict[type, str] = {
 _SCALARS: dict[type, str] = {str: "string", bytes: "string", int: "integer", float: "number"}
 _ARRAYS = (list, set, frozenset, Sequence, typing.Sequence, typing.AbstractSet)
 _NOT_IDENTIFIER = re.compile(r"\W")
+_KEY_QUALIFIERS = {
+    typing.Required,
+    typing.NotRequired,
+    typing_extensions.Required,
+    typing_extensions.NotRequired,
+    typing_extensions.ReadOnly,
+}
 
 
 def _class_name(cls: type) -> str:
@@ -72,6 +79,10 @@ class _Types:
     def __init__(self) -> None:
         self.classes: list[type] = []
         self.names: dict[type, str] = {}
+        # The type variables of the generic origin whose definition is being rendered.
+        self.typevars: tuple[Any, ...] = ()
+        # Comparing shapes: a ref is its class, a parametrized model its origin and arguments.
+        self.canonical = False
 
     def name_classes(self) -> None:
         """Give every collected class a stable, unique name (module-suffixed on a clash)."""
@@ -93,6 +104,16 @@ class _Types:
         if cls not in self.classes:
             self.classes.append(cls)
             self.definition(cls)  # collect what it refers to, depth first
+        if self.canonical:
+            metadata = getattr(cls, "__pydantic_generic_metadata__", None)
+            if metadata is not None and metadata["origin"] is not None:
+                args = [self.of(arg) for arg in metadata["args"]]
+                return {"kind": "instance", "origin": metadata["origin"], "args": args}
+            if metadata is not None and metadata["parameters"]:
+                # A bare origin is itself with its own variables (pydantic's `Box[T]` is `Box`).
+                args = [self.of(param) for param in metadata["parameters"]]
+                return {"kind": "instance", "origin": cls, "args": args}
+            return {"kind": "ref", "class": cls}
         return {"kind": "ref", "name": self.names.get(cls, "")}
 
     def field_type(self, info: FieldInfo) -> dict[str, Any]:
@@ -114,6 +135,8 @@ class _Types:
                 if found is not None and rendered["kind"] == "union":
                     rendered["discriminator"] = found
             return rendered
+        if origin in _KEY_QUALIFIERS:  # a TypedDict key's `NotRequired[T]`: `required` says it
+            return self.of(args[0])
         if annotation is None or annotation is type(None):
             return {"kind": "null"}
         if annotation is Any or annotation is object:
@@ -137,13 +160,15 @@ class _Types:
             return {"kind": "any"}
         if isinstance(annotation, typing_extensions.TypeAliasType):
             return self.of(annotation.__value__)
+        if isinstance(annotation, typing.TypeVar) and annotation in self.typevars:
+            return {"kind": "typevar", "name": annotation.__name__}
         if not isinstance(annotation, type):
             return {"kind": "any"}
         if issubclass(annotation, bool):
             return {"kind": "boolean"}
         if issubclass(annotation, enum.Enum) or issubclass(annotation, BaseModel):
             return self.ref(annotation)
-        if dataclasses.is_dataclass(annotation) or typing.is_typeddict(annotation):
+        if dataclasses.is_dataclass(annotation) or typing_extensions.is_typeddict(annotation):
             return self.ref(annotation)
         for cls, fmt in _FORMATS.items():
             if issubclass(annotation, cls):
@@ -165,24 +190,7 @@ class _Types:
         if issubclass(cls, enum.Enum):
             definition = {"kind": "enum", "values": [_plain(member.value) for member in cls]}
         elif issubclass(cls, BaseModel):
-            fields: dict[str, Any] = {}
-            for name, info in cls.model_fields.items():
-                if info.exclude:
-                    continue
-                alias = info.serialization_alias or info.alias or name
-                entry: dict[str, Any] = {
-                    "type": self.field_type(info),
-                    "required": info.is_required(),
-                }
-                if info.description:
-                    entry["description"] = info.description
-                fields[alias] = entry
-            for name, computed in cls.model_computed_fields.items():
-                entry = {"type": self.of(computed.return_type), "required": True}
-                if computed.description:
-                    entry["description"] = computed.description
-                fields[computed.alias or name] = entry
-            definition = {"kind": "object", "fields": fields}
+            definition = self.model(cls)
         elif dataclasses.is_dataclass(cls):
             hints = typing.get_type_hints(cls, include_extras=True)
             definition = {
@@ -199,17 +207,107 @@ class _Types:
         else:  # a TypedDict
             hints = typing.get_type_hints(cls, include_extras=True)
             required: frozenset[str] = getattr(cls, "__required_keys__", frozenset())
-            definition = {
-                "kind": "object",
-                "fields": {
-                    name: {"type": self.of(hint), "required": name in required}
-                    for name, hint in hints.items()
-                },
-            }
+            fields = {}
+            for name, hint in hints.items():
+                # `Required`/`NotRequired` as evaluated win: under `from __future__ import
+                # annotations` the class itself cannot see them (it counts every key required).
+                qualifier = typing.get_origin(hint)
+                if qualifier in _KEY_QUALIFIERS and qualifier is not typing_extensions.ReadOnly:
+                    is_required = qualifier in (typing.Required, typing_extensions.Required)
+                else:
+                    is_required = name in required
+                entry = {"type": self.of(hint), "required": is_required}
+                if not is_required:  # serialized as given: a key never set stays absent
+                    entry["output_optional"] = True
+                fields[name] = entry
+            definition = {"kind": "object", "fields": fields}
         doc = cls.__doc__ if issubclass(cls, BaseModel | enum.Enum) else None
         if doc and doc not in (BaseModel.__doc__, enum.Enum.__doc__) and not _generated_doc(cls):
             definition["description"] = inspect.cleandoc(doc)
         return definition
+
+    def model(self, cls: type[BaseModel]) -> dict[str, Any]:
+        """Return a pydantic model's definition: its fields, and its generic origin if any."""
+        metadata = cls.__pydantic_generic_metadata__
+        outer = self.typevars
+        # A generic model's own type variables (an origin's, or a partial one's) render as such;
+        # any other type variable is `any`, whichever definition it is first met from.
+        self.typevars = tuple(metadata["parameters"])
+        try:
+            definition: dict[str, Any] = {"kind": "object", "fields": self.model_fields(cls)}
+            origin = metadata["origin"]
+            if origin is None and metadata["parameters"]:
+                definition["params"] = [param.__name__ for param in metadata["parameters"]]
+            elif origin is not None:
+                generic = self.generic(cls)
+                if generic is not None:
+                    definition["generic"] = generic
+        finally:
+            self.typevars = outer
+        return definition
+
+    def model_fields(self, cls: type[BaseModel]) -> dict[str, Any]:
+        """Return a model's fields by wire name, computed (read-only) fields last."""
+        fields: dict[str, Any] = {}
+        for name, info in cls.model_fields.items():
+            if info.exclude:
+                continue
+            alias = info.serialization_alias or info.alias or name
+            entry: dict[str, Any] = {"type": self.field_type(info), "required": info.is_required()}
+            validation = info.validation_alias if isinstance(info.validation_alias, str) else None
+            if (validation or info.alias or name) != alias:  # sent under another name
+                entry["input_name"] = validation or info.alias or name
+            if info.description:
+                entry["description"] = info.description
+            fields[alias] = entry
+        for name, computed in cls.model_computed_fields.items():
+            entry = {"type": self.of(computed.return_type), "required": True, "read_only": True}
+            if computed.description:
+                entry["description"] = computed.description
+            fields[computed.alias or name] = entry
+        return fields
+
+    def generic(self, instance: type[BaseModel]) -> dict[str, Any] | None:
+        """Return `{"origin", "args"}` of a parametrized model, or None where it cannot be said.
+
+        It is said only when the origin's fields, its type variables replaced by the
+        arguments, are exactly the parametrized model's fields (so `Page<Todo>` is `Page_Todo_`).
+        """
+        metadata = instance.__pydantic_generic_metadata__
+        origin = metadata["origin"]
+        args: tuple[Any, ...] = metadata["args"]
+        if origin is None:
+            return None
+        parameters = tuple(origin.__pydantic_generic_metadata__["parameters"])
+        if origin.__pydantic_generic_metadata__["origin"] is not None:
+            return None
+        if not parameters or len(parameters) != len(args):
+            return None
+        rendered = [self.of(arg) for arg in args]
+        outer, was_canonical = self.typevars, self.canonical
+        self.canonical = True
+        try:
+            bound = {p.__name__: self.of(arg) for p, arg in zip(parameters, args, strict=True)}
+            instance_fields = self.model_fields(instance)
+            self.typevars = parameters
+            origin_fields = self.model_fields(origin)
+        finally:
+            self.typevars, self.canonical = outer, was_canonical
+        if _substitute(origin_fields, bound) != instance_fields:
+            return None
+        self.ref(origin)  # the origin is a definition of its own
+        return {"origin": self.names.get(origin, ""), "args": rendered}
+
+
+def _substitute(value: Any, bound: Mapping[str, Any]) -> Any:
+    """Replace every `{"kind": "typevar", "name": n}` in a document value by `bound[n]`."""
+    if isinstance(value, dict):
+        if value.get("kind") == "typevar" and value.get("name") in bound:
+            return bound[value["name"]]
+        return {key: _substitute(item, bound) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, bound) for item in value]
+    return value
 
 
 def _generated_doc(cls: type) -> bool:
@@ -313,6 +411,10 @@ def schema_document(api: Tether, app: FastAPI | None = None) -> dict[str, Any]:
     builder.name_classes()
     operations = {op.name: _operation(op, api, builder, wires) for op in ops}
     type_definitions = {builder.names[cls]: builder.definition(cls) for cls in builder.classes}
+    errors: dict[str, Any] = {}
+    for op in ops:  # a code keeps the wire mapping of the first class that answers with it
+        for error in operation_errors(op):
+            errors.setdefault(error.code, {"status": error.status, "jsonrpc": error.jsonrpc_code})
     info: dict[str, Any] = {
         "title": app.title if app is not None else "tether",
         "version": app.version if app is not None else "0",
@@ -324,6 +426,7 @@ def schema_document(api: Tether, app: FastAPI | None = None) -> dict[str, Any]:
         "types": type_definitions,
         "operations": operations,
         "contexts": _contexts(api, operations),
+        "errors": errors,
     }
 
 
