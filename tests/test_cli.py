@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -114,3 +115,82 @@ def test_without_uvicorn_the_hint_names_the_checkouts_extra(
     assert "pip install -e '.[server]'" in hint
     # tether is not published on a package index: no hint may send users to one.
     assert "tether[server]" not in hint
+
+
+# -- tether generate (the generator itself: tests/codegen/) ---------------------------------
+# -- the CLI -----------------------------------------------------------------------------
+
+
+def test_cli_generate_writes_the_client(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "api"
+    assert (
+        main(["generate", "--app", "tether.demo.app:app", "--out", str(out), "--camel-case"]) == 0
+    )
+    assert f"wrote {out / 'api.ts'}" in capsys.readouterr().out
+    assert (out / "react.ts").exists()
+    assert not (out / "tanstack.ts").exists()
+    assert (
+        main(
+            [
+                "generate",
+                "--app",
+                "tether.demo.app:app",
+                "--out",
+                str(out),
+                "--no-react",
+                "--tanstack",
+            ]
+        )
+        == 0
+    )
+    assert (out / "tanstack.ts").exists()
+    assert not (out / "react.ts").exists()
+    assert (
+        main(
+            [
+                "generate",
+                "--app",
+                "tether.demo.app:app",
+                "--out",
+                str(out),
+                "--no-react",
+                "--tanstack",
+            ]
+        )
+        == 0
+    )
+    assert "up to date" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("tether.demo.app", "module:attribute"),
+        ("no_such_module_here:app", "cannot import"),
+        ("tether.demo.app:nothing", "is not a FastAPI app"),
+        ("tests.test_cli:plain_app", "no Tether is mounted"),
+    ],
+)
+def test_cli_generate_explains_a_bad_app(target: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=message):
+        main(["generate", "--app", target, "--out", str(tmp_path / "api")])
+    assert not (tmp_path / "api").exists()
+
+
+def test_cli_generate_refuses_a_file_as_out_and_foreign_files(tmp_path: Path) -> None:
+    out = tmp_path / "api.ts"
+    out.write_text("")
+    with pytest.raises(SystemExit, match="is a file"):
+        main(["generate", "--app", "tether.demo.app:app", "--out", str(out)])
+    folder = tmp_path / "api"
+    folder.mkdir()
+    (folder / "index.ts").write_text("export {};\n")
+    with pytest.raises(SystemExit, match="tether did not write it"):
+        main(["generate", "--app", "tether.demo.app:app", "--out", str(folder)])
+
+
+def test_cli_generate_needs_app_and_out(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["generate", "--app", "tether.demo.app:app"])
+    assert exited.value.code == 2
+    assert "--out" in capsys.readouterr().err

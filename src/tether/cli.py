@@ -1,9 +1,11 @@
-"""The `tether` command: print an app's schema documents, serve an app, or serve the demo.
+"""The `tether` command: print an app's schema documents, generate its client, serve it.
 
 ```
 tether schema openapi --app tether.demo.app:app      # FastAPI's OpenAPI, every operation
 tether schema openrpc --app tether.demo.app:app      # the OpenRPC document of JSON-RPC
 tether schema tether --app tether.demo.app:app       # tether's own document (docs/schema.md)
+tether generate --app main:app --out web/src/api    # the typed TypeScript client (docs/client.md)
+                [--camel-case] [--no-react] [--tanstack]
 tether serve main:app [--host 127.0.0.1] [--port 8000] [--grace 10]   # any app, TetherServer
                       [--ws-per-message-deflate]
 tether demo [--port 8000]                            # the todo demo on 127.0.0.1
@@ -20,6 +22,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -84,6 +87,29 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from .codegen import GenerateError, generate
+    from .schema.document import schema_document
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} is a file, not a directory")
+    app = load_app(args.app)
+    document = schema_document(find_tether(app), app)
+    try:
+        written = generate(
+            document, out, camel_case=args.camel_case, react=args.react, tanstack=args.tanstack
+        )
+    except GenerateError as exc:
+        raise SystemExit(str(exc)) from None
+    if written:
+        for path in written:
+            print(f"wrote {path}")
+    else:
+        print(f"{out}: up to date")
+    return 0
+
+
 _SERVER_EXTRA_HINT = (
     "this command needs uvicorn, which the `server` extra installs;"
     " from the tether checkout: pip install -e '.[server]'"
@@ -135,6 +161,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     schema.add_argument("document", choices=("openapi", "openrpc", "tether"))
     schema.add_argument("--app", required=True, help="module:attribute of the FastAPI app")
     schema.set_defaults(run=_schema)
+    generate = commands.add_parser("generate", help="write the app's typed TypeScript client")
+    generate.add_argument("--app", required=True, help="module:attribute of the FastAPI app")
+    generate.add_argument("--out", required=True, help="the folder to write, such as web/src/api")
+    generate.add_argument(
+        "--camel-case", action="store_true", help="camelCase param names, mapped to the wire"
+    )
+    generate.add_argument(
+        "--no-react", dest="react", action="store_false", help="leave out the React hooks"
+    )
+    generate.add_argument(
+        "--tanstack", action="store_true", help="add TanStack Query v5 options (tanstack.ts)"
+    )
+    generate.set_defaults(run=_generate)
     grace_help = "seconds in-flight calls get on shutdown before they are cancelled (default 10)"
     serve = commands.add_parser("serve", help="serve an app with tether's server (loopback)")
     serve.add_argument("app", help="module:attribute of the FastAPI app, such as main:app")
