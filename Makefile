@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-lowest lint smoke bench clean
+.PHONY: demo demo-web test test-lowest lint smoke bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -27,6 +27,19 @@ tests/%/node_modules/.installed: tests/%/package.json
 	cd tests/$* && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The demo's React page (web/): `make demo-web` regenerates its typed client from the demo app
+# and bundles it with esbuild into src/tether/demo/static/app.js, which is committed (so `make
+# demo` needs no Node). The tests check that both are up to date.
+WEB_STAMP := web/node_modules/.installed
+
+$(WEB_STAMP): web/package.json
+	cd web && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo-web: $(STAMP) $(WEB_STAMP)
+	$(BIN)/tether generate --app tether.demo.app:app --out web/src/api
+	cd web && node build.mjs
+
 # Debian packages the tests use: Chromium for browser tests (driven by playwright-core);
 # Redis and PostgreSQL, which the event tests start on free loopback ports.
 SYSTEM_STAMP := $(VENV)/.system-packages
@@ -37,7 +50,7 @@ $(SYSTEM_STAMP): Makefile
 	compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 	@mkdir -p $(VENV) && touch $(SYSTEM_STAMP)
 
-test: $(STAMP) $(SYSTEM_STAMP) $(NODE_STAMPS)
+test: $(STAMP) $(SYSTEM_STAMP) $(NODE_STAMPS) $(WEB_STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term -q
 
 # The same tests against the lowest FastAPI that pyproject.toml allows (CI runs both).
@@ -51,7 +64,7 @@ $(LOWEST_STAMP): pyproject.toml
 	$(LOWEST)/bin/python -m pip install -q -e '.[dev]' 'fastapi==$(LOWEST_FASTAPI)'
 	touch $(LOWEST_STAMP)
 
-test-lowest: $(LOWEST_STAMP) $(SYSTEM_STAMP) $(NODE_STAMPS)
+test-lowest: $(LOWEST_STAMP) $(SYSTEM_STAMP) $(NODE_STAMPS) $(WEB_STAMP)
 	$(LOWEST)/bin/python -m pytest -q --no-cov
 
 # lint-imports checks the layers (contracts in pyproject.toml; docs/architecture.md).

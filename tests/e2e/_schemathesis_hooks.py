@@ -1,8 +1,9 @@
 """schemathesis hooks and checks for tests/e2e/test_schemathesis.py (via SCHEMATHESIS_HOOKS).
 
-`slow` sleeps and `ticks` streams as long as asked, up to a minute and a million items:
+`slow` sleeps, and `ticks` and the demo's `counter` stream, as long as asked, up to a minute and a million items:
 values the fuzzer draws inside those bounds are lowered to at most `CAP` before the call,
-so each call ends in milliseconds. schemathesis re-checks a case that a `before_call` hook
+so each call ends in milliseconds (the demo's `counter`, whose defaults run for days, is
+given a short `count` and `every_ms` when a case leaves them out). schemathesis re-checks a case that a `before_call` hook
 changed, so a lowered value is still judged valid; values outside the bounds are sent as
 drawn, and refused.
 
@@ -23,7 +24,7 @@ from schemathesis.generation.modes import GenerationMode
 from tether.errors import BUILTIN_ERRORS
 
 CAP = 20
-LONG_INPUTS = ("ms", "n")
+LONG_INPUTS = ("ms", "n", "every_ms", "count")
 UPPER_BOUND = 1_000_000
 
 
@@ -42,8 +43,19 @@ def _lowered(value: Any) -> Any:
 
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
-    if not case.operation.path.endswith(("/slow", "/ticks")):
+    if not case.operation.path.endswith(("/slow", "/ticks", "/counter")):
         return
+    if case.operation.path.endswith("/counter"):
+        # Its defaults count a million numbers, one a second: a case that leaves them out
+        # (an empty body, no query string) is given a short count instead.
+        if case.method.upper() == "GET" and case.query is None:
+            case.query = {}
+        if case.method.upper() == "POST" and case.body is None:
+            case.body = {}
+        for part in (case.body, case.query):
+            if isinstance(part, dict):
+                part.setdefault("count", CAP)
+                part.setdefault("every_ms", CAP)
     for part in (case.body, case.query):
         if isinstance(part, dict):
             for key in LONG_INPUTS:

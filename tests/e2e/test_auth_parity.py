@@ -121,10 +121,15 @@ def sample(schema: dict[str, Any], definitions: dict[str, Any]) -> Any:
     return "x"
 
 
+# Inputs with defaults that would run for long: the demo's `counter` counts a million
+# numbers, one a second, unless told otherwise.
+SHORT = {"counter": {"count": 2, "every_ms": 10}}
+
+
 def params_for(op: Operation) -> dict[str, Any]:
     """Valid params for `op`, generated from its input model (and checked by it)."""
     schema = op.input_model.model_json_schema()
-    params = sample(schema, schema.get("$defs", {}))
+    params = {**sample(schema, schema.get("$defs", {})), **SHORT.get(op.name, {})}
     op.input_model.model_validate(params)
     return params  # type: ignore[no-any-return]
 

@@ -183,7 +183,7 @@ def test_index_page(client: httpx.Client) -> None:
         page = client.get("/")
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
-        assert 'fetch("/api/call/" + name' in page.text
+        assert '<script type="module" src="/app.js">' in page.text
 
 
 def test_data_persists_in_the_file(live_server: Callable[..., LiveServer], tmp_path: Path) -> None:

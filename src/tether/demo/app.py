@@ -1,7 +1,7 @@
-"""A small todo app: tether operations on FastAPI, stored in SQLite.
+"""A small todo app: tether operations on FastAPI, stored in SQLite, with a React page.
 
 Run it with `tether demo` (or `make demo`, or `uvicorn tether.demo.app:app`), then open
-http://127.0.0.1:8000/ for a tiny page, http://127.0.0.1:8000/docs for Swagger UI, or:
+http://127.0.0.1:8000/ for the page, http://127.0.0.1:8000/docs for Swagger UI, or:
 
     curl -X POST localhost:8000/api/call/add_todo -H 'Authorization: Bearer ada' \
          -H 'Content-Type: application/json' -d '{"title": "write docs"}'
@@ -18,7 +18,15 @@ toggle or delete it (others get 403 `FORBIDDEN`).
 
 Client caches (docs/cache.md): `list_todos` is the context `todos`, which adding, toggling
 and deleting invalidate (and `stats`, a query of no context); `current_user` is the per-user
-context `user`, into which `rename_user` merges the new profile.
+context `user`, into which `rename_user` merges the new profile. `counter` is a stream.
+
+The page: `/` serves a small HTML shell and `/app.js` the React app that renders into it.
+The app's source is `web/src/` in the repository; it reads everything through the typed
+client that `tether generate --app tether.demo.app:app --out web/src/api` writes, and
+`node web/build.mjs` (`make demo-web` does both) bundles it into `static/app.js`, committed
+and shipped in the package, so serving the demo needs no Node. The page keeps the `user` and
+`todos` contexts and the staff-only `stats` in the client's cache, follows live push (so two
+windows stay in sync), and shows a counter fed by the stream.
 """
 
 from __future__ import annotations
@@ -26,16 +34,18 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, FastAPI, Header
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from tether import Conflict, Forbidden, NotFound, Tether, command, query
+from tether import Conflict, Forbidden, NotFound, Tether, command, query, stream
 
 __all__ = ("Profile", "Stats", "Todo", "TodoId", "User", "app", "create_app", "default_db_path")
 
@@ -234,6 +244,19 @@ def rename_user(
     return _profile(db, user)
 
 
+@stream
+async def counter(
+    every_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000,
+    start: int = 0,
+    count: Annotated[int, Field(ge=1, le=1_000_000)] = 1_000_000,
+) -> AsyncIterator[int]:
+    """Count up from `start`, one number every `every_ms` milliseconds, `count` numbers in all."""
+    for n in range(start, start + count):
+        if n != start:
+            await anyio.sleep(every_ms / 1000)
+        yield n
+
+
 # -- the app -----------------------------------------------------------------------------
 
 
@@ -259,86 +282,66 @@ def create_app(db_path: str | os.PathLike[str] | None = None, *, strict: bool = 
     app.state.todo_db = str(path)
     api = Tether(prefix="/api", user=Depends(resolve_user), tags=["todos"], strict=strict)
     api.include(
-        list_todos, get_todo, add_todo, toggle_todo, delete_todo, stats, current_user, rename_user
+        list_todos,
+        get_todo,
+        add_todo,
+        toggle_todo,
+        delete_todo,
+        stats,
+        current_user,
+        rename_user,
+        counter,
     )
     api.mount(app)
     app.state.api = api  # for in-process calls: `await app.state.api.call("list_todos")`
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/app.js", bundle, methods=["GET"], include_in_schema=False)
     return app
 
 
-async def index() -> HTMLResponse:
-    """Serve the demo page."""
-    return HTMLResponse(INDEX_HTML)
-
-
-INDEX_HTML = """<!doctype html>
+PAGE_SHELL = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>tether todo demo</title>
+<link rel="icon" href="data:,">
 <style>
-  body { font: 16px/1.5 system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; }
-  li.done span { text-decoration: line-through; color: #888; }
-  button { margin-left: .5rem; }
-  #error { color: #b00; }
+  body { font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; }
+  header { display: flex; justify-content: space-between; align-items: baseline; }
+  section { border-top: 1px solid #ddd; padding: .5rem 0; }
+  .row { display: flex; gap: .5rem; align-items: end; flex-wrap: wrap; margin: .5rem 0; }
+  li.done .title { text-decoration: line-through; color: #666; }
+  li button { margin-left: .5rem; }
+  .owner { color: #555; }
+  .error { color: #a00; }
+  .badge { margin-left: .5rem; padding: 0 .4rem; border-radius: .3rem; background: #264; color: #fff; font-size: .8rem; }
+  .live-ready { color: #264; }
+  .live-error { color: #a00; }
 </style>
 </head>
 <body>
-<h1>tether todo demo</h1>
-<p>Every button calls <code>POST /api/call/&lt;operation&gt;</code> with <code>fetch()</code>.
-See <a href="/docs">/docs</a> for every operation.</p>
-<p><label>Your name (sent as <code>Authorization: Bearer &lt;name&gt;</code>):
-  <input id="user" value="ada"></label></p>
-<form id="add"><input id="title" placeholder="What needs doing?" required>
-  <button>Add</button></form>
-<p id="error"></p>
-<ul id="todos"></ul>
-<script>
-async function call(name, params) {
-  const response = await fetch("/api/call/" + name, {
-    method: "POST",
-    headers: {"Content-Type": "application/json",
-              "Authorization": "Bearer " + document.getElementById("user").value},
-    body: JSON.stringify(params || {}),
-  });
-  const body = await response.json();
-  if (body.error) {
-    document.getElementById("error").textContent = body.error.code + ": " + body.error.message;
-    throw new Error(body.error.code);
-  }
-  document.getElementById("error").textContent = "";
-  return body.result;
-}
-async function refresh() {
-  const list = document.getElementById("todos");
-  list.replaceChildren();
-  for (const todo of await call("list_todos")) {
-    const item = document.createElement("li");
-    item.className = todo.done ? "done" : "";
-    const text = document.createElement("span");
-    text.textContent = todo.title + " (" + todo.owner + ")";
-    const toggle = document.createElement("button");
-    toggle.textContent = todo.done ? "Reopen" : "Done";
-    toggle.onclick = () => call("toggle_todo", {id: todo.id}).then(refresh);
-    const remove = document.createElement("button");
-    remove.textContent = "Delete";
-    remove.onclick = () => call("delete_todo", {id: todo.id}).then(refresh);
-    item.append(text, toggle, remove);
-    list.append(item);
-  }
-}
-document.getElementById("add").onsubmit = async (event) => {
-  event.preventDefault();
-  const title = document.getElementById("title");
-  await call("add_todo", {title: title.value});
-  title.value = "";
-  refresh();
-};
-refresh();
-</script>
+<div id="root"><noscript>This page needs JavaScript; see <a href="/docs">/docs</a>.</noscript></div>
+<script type="module" src="/app.js"></script>
 </body>
 </html>
 """
+"""The page's shell: the React app (`web/`, built into `static/app.js`) renders into `#root`."""
+
+
+async def index() -> HTMLResponse:
+    """Serve the page's HTML shell."""
+    return HTMLResponse(PAGE_SHELL)
+
+
+async def bundle() -> Response:
+    """Serve the page's script: the bundle `web/build.mjs` built, shipped as package data."""
+    source = resources.files("tether.demo").joinpath("static", "app.js").read_bytes()
+    return Response(
+        source,
+        media_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )
+
 
 app = create_app()
