@@ -22,9 +22,9 @@ context `user`, into which `rename_user` merges the new profile. `counter` is a 
 
 The page: `/` serves a small HTML shell and `/app.js` the React app that renders into it.
 The app's source is `web/src/` in the repository; it reads everything through the typed
-client that `tether generate --app tether.demo.app:app --out web/src/api` writes, and
-`node web/build.mjs` (`make demo-web` does both) bundles it into `static/app.js`, committed
-and shipped in the package, so serving the demo needs no Node. The page keeps the `user` and
+client that `tether generate --app tether.demo.app:app --out web/src/api` writes (not
+committed), and `node web/build.mjs` (`make demo-web` does both) bundles it into
+`static/app.js`, committed and shipped in the package, so serving the demo needs no Node. The page keeps the `user` and
 `todos` contexts and the staff-only `stats` in the client's cache, follows live push (so two
 windows stay in sync), and shows a counter fed by the stream.
 """
