@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -25,9 +26,14 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
 
 
 class LiveServer:
-    """A uvicorn server running an ASGI app in a background thread, on loopback."""
+    """A uvicorn server running an ASGI app in a background thread, on loopback.
 
-    def __init__(self, app: Any, **config: Any) -> None:
+    With `tether=True` it is tether's `TetherServer` (as `tether serve` runs), whose shutdown
+    ends open live streams, stream responses and sockets at once; plain uvicorn would wait for
+    each SSE subscriber's next heartbeat to notice its client had left.
+    """
+
+    def __init__(self, app: Any, *, tether: bool = False, **config: Any) -> None:
         self.port = free_port()
         self.config = uvicorn.Config(
             app,
@@ -37,7 +43,12 @@ class LiveServer:
             lifespan="on",
             **config,
         )
-        self.server = uvicorn.Server(self.config)
+        if tether:
+            from tether.server import TetherServer
+
+            self.server: uvicorn.Server = TetherServer(self.config)
+        else:
+            self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -64,9 +75,9 @@ class LiveServer:
 
 
 @contextmanager
-def serve(app: Any, **config: Any) -> Iterator[LiveServer]:
-    """Run `app` on a real uvicorn server for the duration of the block."""
-    server = LiveServer(app, **config)
+def serve(app: Any, *, tether: bool = False, **config: Any) -> Iterator[LiveServer]:
+    """Run `app` on a real uvicorn server (`TetherServer` if `tether`) for the duration of the block."""
+    server = LiveServer(app, tether=tether, **config)
     server.start()
     try:
         yield server
@@ -79,8 +90,8 @@ def live_server() -> Iterator[Callable[..., LiveServer]]:
     """Factory fixture: `live_server(app)` starts a real server, stopped after the test."""
     servers: list[LiveServer] = []
 
-    def start(app: Any, **config: Any) -> LiveServer:
-        server = LiveServer(app, **config)
+    def start(app: Any, *, tether: bool = False, **config: Any) -> LiveServer:
+        server = LiveServer(app, tether=tether, **config)
         server.start()
         servers.append(server)
         return server
@@ -88,6 +99,15 @@ def live_server() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def tether_server(live_server: Callable[..., LiveServer]) -> Callable[..., LiveServer]:
+    """Factory fixture: `tether_server(app)` starts a real `TetherServer`, stopped after the test.
+
+    Its shutdown ends open live streams at once (see `LiveServer`).
+    """
+    return partial(live_server, tether=True)
 
 
 @pytest.fixture(scope="session")

@@ -123,42 +123,18 @@ def test_without_uvicorn_the_hint_names_the_checkouts_extra(
 
 def test_cli_generate_writes_the_client(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "api"
-    assert (
-        main(["generate", "--app", "tether.demo.app:app", "--out", str(out), "--camel-case"]) == 0
-    )
+
+    def generate(*options: str) -> int:
+        return main(["generate", "--app", "tether.demo.app:app", "--out", str(out), *options])
+
+    assert generate("--camel-case") == 0
     assert f"wrote {out / 'api.ts'}" in capsys.readouterr().out
     assert (out / "react.ts").exists()
     assert not (out / "tanstack.ts").exists()
-    assert (
-        main(
-            [
-                "generate",
-                "--app",
-                "tether.demo.app:app",
-                "--out",
-                str(out),
-                "--no-react",
-                "--tanstack",
-            ]
-        )
-        == 0
-    )
+    assert generate("--no-react", "--tanstack") == 0
     assert (out / "tanstack.ts").exists()
     assert not (out / "react.ts").exists()
-    assert (
-        main(
-            [
-                "generate",
-                "--app",
-                "tether.demo.app:app",
-                "--out",
-                str(out),
-                "--no-react",
-                "--tanstack",
-            ]
-        )
-        == 0
-    )
+    assert generate("--no-react", "--tanstack") == 0
     assert "up to date" in capsys.readouterr().out
 
 

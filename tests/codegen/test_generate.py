@@ -23,6 +23,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, Field, computed_field
 
+from tests._node import files_of
 from tether import Tether
 from tether.cli import find_tether, load_app
 from tether.codegen import GenerateError, generate, render
@@ -54,14 +55,6 @@ def demo_document() -> dict[str, Any]:
 def fidelity_document() -> dict[str, Any]:
     app = load_app("tests.codegen.fidelity_app:app")
     return schema_document(find_tether(app), app)
-
-
-def files_of(folder: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(folder).as_posix(): path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 # -- files -------------------------------------------------------------------------------

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
+from tests._node import NODE_CLIENT, tsc
 from tests.codegen.runtime_app import app
 from tests.conftest import LiveServer, serve
 
 pytestmark = pytest.mark.e2e
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node_client"
-BIN = NODE_DIR / "node_modules" / ".bin"
+BIN = NODE_CLIENT / "node_modules" / ".bin"
 
 # The transport tests, by file and full name (describe + test): each must run and pass.
 TRANSPORT_TESTS: dict[str, list[str]] = {
@@ -93,22 +93,14 @@ def server() -> Iterator[LiveServer]:
 
 
 def test_the_runtime_and_its_tests_type_check() -> None:
-    completed = subprocess.run(
-        [str(BIN / "tsc"), "-p", str(NODE_DIR / "tsconfig.json")],
-        cwd=NODE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    tsc(NODE_CLIENT / "tsconfig.json")
 
 
 def test_every_vitest_file_runs_and_passes(server: LiveServer, tmp_path: Path) -> None:
     report_path = tmp_path / "vitest.json"
     completed = subprocess.run(
         [str(BIN / "vitest"), "run", "--reporter=json", f"--outputFile={report_path}"],
-        cwd=NODE_DIR,
+        cwd=NODE_CLIENT,
         env={**os.environ, "TETHER_TEST_URL": server.url},
         capture_output=True,
         text=True,
@@ -119,7 +111,7 @@ def test_every_vitest_file_runs_and_passes(server: LiveServer, tmp_path: Path) -
     assert report_path.exists(), output
     report: dict[str, Any] = json.loads(report_path.read_text())
     files = {Path(result["name"]).name: result for result in report["testResults"]}
-    on_disk = {path.name for path in NODE_DIR.glob("*.test.ts")}
+    on_disk = {path.name for path in NODE_CLIENT.glob("*.test.ts")}
     expected = set(TRANSPORT_TESTS) | set(KERNEL_TESTS)
     assert expected <= on_disk, f"missing test files: {sorted(expected - on_disk)}"
     assert set(files) == on_disk, f"files that did not report: {sorted(on_disk - set(files))}"

@@ -11,9 +11,6 @@ sent). Each test checks one step, and names the requests it saw when it fails.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,14 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import LiveServer
+from tests._node import NODE_BROWSER, require_browser, run_node
+from tests.conftest import serve
 from tether.demo.app import create_app
-from tether.server import TetherServer
 
 pytestmark = pytest.mark.e2e
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node_browser"
-CHROMIUM = Path("/usr/bin/chromium")
 
 Request = dict[str, Any]
 
@@ -39,28 +34,10 @@ COUNTER = "POST /api/stream/counter"
 
 def run_scenario(script: str, database: Path) -> dict[str, Any]:
     """Serve the demo on a free loopback port and run one browser scenario against it."""
-    assert CHROMIUM.exists(), "Debian's chromium is missing: `make test` installs it"
-    node = shutil.which("node")
-    assert node is not None, "node is missing"
-    assert (NODE_DIR / "node_modules" / "playwright-core").exists(), (
-        "run `npm install` in tests/node_browser (make test does)"
-    )
-    server = LiveServer(create_app(database))
+    require_browser()
     # TetherServer ends open live and stream responses (and sockets) at once when it stops.
-    server.server = TetherServer(server.config)
-    server.thread = threading.Thread(target=server.server.run, daemon=True)
-    server.start()
-    try:
-        completed = subprocess.run(
-            [node, str(NODE_DIR / script), server.url],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-    finally:
-        server.stop()
-    assert completed.returncode == 0, completed.stderr
+    with serve(create_app(database), tether=True) as server:
+        completed = run_node(NODE_BROWSER / script, server.url, timeout=180)
     result: dict[str, Any] = json.loads(completed.stdout)
     assert result["failed"] is None, (
         f"the scenario failed at {result['failed']!r}: {result['error']}\n"

@@ -14,7 +14,7 @@ import queue
 import re
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
@@ -26,7 +26,7 @@ import pytest
 from fastapi import FastAPI
 from websockets.sync.client import ClientConnection, connect
 
-from tests._docs_examples import load
+from tests._docs_examples import assert_links_resolve, load, relative_links
 from tests.conftest import LiveServer
 from tether import (
     Command,
@@ -42,7 +42,6 @@ from tether import (
     query,
 )
 from tether.context import CallContext, in_process_scope
-from tether.server import TetherServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "cache.md"
@@ -471,60 +470,18 @@ def test_cache_page_shows_the_javascript_client_verbatim() -> None:
     assert blocks == [expected]
 
 
-def _slug(heading: str) -> str:
-    """The anchor GitHub gives a heading."""
-    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
-    return text.replace(" ", "-")
-
-
-def _anchors(page: Path) -> set[str]:
-    text = re.sub(r"^```.*?^```$", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)
-    return {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)}
-
-
 def test_cache_page_links_resolve() -> None:
     # Links from the page, and links from any page (or the README) into it, reach a file and
     # a heading.
-    pages = [*PAGE.parent.rglob("*.md"), ROOT / "README.md"]
-    links = [
-        (page, target)
-        for page in pages
-        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8"))
-        if not target.startswith(("http://", "https://"))
-        and (page == PAGE or target.split("#")[0].endswith("cache.md"))
-    ]
+    links = relative_links(
+        [*PAGE.parent.rglob("*.md"), ROOT / "README.md"],
+        lambda page, target: page == PAGE or target.split("#")[0].endswith("cache.md"),
+    )
     assert len(links) > 8
-    for page, target in links:
-        path, _, anchor = target.partition("#")
-        resolved = (page.parent / path).resolve() if path else page
-        assert resolved.is_file(), f"{page.name}: {target}"
-        if anchor:
-            assert anchor in _anchors(resolved), f"{page.name}: {target}"
+    assert_links_resolve(links)
 
 
 # -- on the wire, on a real uvicorn ---------------------------------------------------------------
-
-
-@pytest.fixture
-def live_server() -> Iterator[Callable[..., LiveServer]]:
-    """Real servers run by tether's `TetherServer` (as `tether serve` does), stopped after the test.
-
-    Its shutdown ends open live streams at once; plain uvicorn would wait for each SSE
-    subscriber's next heartbeat to notice its client had left.
-    """
-    servers: list[LiveServer] = []
-
-    def start(app: Any) -> LiveServer:
-        server = LiveServer(app)
-        server.server = TetherServer(server.config)
-        server.thread = threading.Thread(target=server.server.run, daemon=True)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def _envelope(socket: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:
@@ -533,9 +490,9 @@ def _envelope(socket: ClientConnection, message: dict[str, Any]) -> dict[str, An
 
 
 @pytest.mark.e2e
-def test_cache_wire_http(live_server: Callable[..., LiveServer]) -> None:
+def test_cache_wire_http(tether_server: Callable[..., LiveServer]) -> None:
     module = load("cache_todos")
-    server = live_server(module.app)
+    server = tether_server(module.app)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         added = client.post("/api/call/add_todo", json={"owner_id": 5, "title": "milk"})
         assert body(added) == {"result": MILK, "invalidate": OWNER_5}
@@ -572,9 +529,9 @@ def test_cache_wire_http(live_server: Callable[..., LiveServer]) -> None:
 
 
 @pytest.mark.e2e
-def test_cache_wire_jsonrpc_over_http(live_server: Callable[..., LiveServer]) -> None:
+def test_cache_wire_jsonrpc_over_http(tether_server: Callable[..., LiveServer]) -> None:
     module = load("cache_todos")
-    server = live_server(module.app)
+    server = tether_server(module.app)
     call = {"jsonrpc": "2.0", "id": 1, "method": "add_todo"}
     with httpx.Client(base_url=server.url, timeout=10) as client:
         pure = client.post(
@@ -608,9 +565,9 @@ def test_cache_wire_jsonrpc_over_http(live_server: Callable[..., LiveServer]) ->
 
 
 @pytest.mark.e2e
-def test_cache_wire_websocket(live_server: Callable[..., LiveServer]) -> None:
+def test_cache_wire_websocket(tether_server: Callable[..., LiveServer]) -> None:
     module = load("cache_todos")
-    server = live_server(module.app)
+    server = tether_server(module.app)
     params = {"owner_id": 5, "title": "milk"}
     with connect(f"{server.ws_url}/api/ws") as socket:
         reply = _envelope(socket, {"uuid": "c1", "route": "add_todo", "payload": params})
@@ -701,9 +658,9 @@ class Follower:
 
 
 @pytest.mark.e2e
-def test_cache_live_over_sse_and_resume(live_server: Callable[..., LiveServer]) -> None:
+def test_cache_live_over_sse_and_resume(tether_server: Callable[..., LiveServer]) -> None:
     module = load("cache_todos")
-    server = live_server(module.app)
+    server = tether_server(module.app)
     follower = Follower(server.url, ["todos", "user"], headers=ADA, owner_id=5)
     try:
         event, ready_id, ready = follower.next()
@@ -739,9 +696,9 @@ def test_cache_live_over_sse_and_resume(live_server: Callable[..., LiveServer]) 
 
 
 @pytest.mark.e2e
-def test_cache_live_over_sse_refusals(live_server: Callable[..., LiveServer]) -> None:
+def test_cache_live_over_sse_refusals(tether_server: Callable[..., LiveServer]) -> None:
     module = load("cache_todos")
-    server = live_server(module.app)
+    server = tether_server(module.app)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         for params, status in [
             ({"contexts": "nope"}, 404),
@@ -754,9 +711,9 @@ def test_cache_live_over_sse_refusals(live_server: Callable[..., LiveServer]) ->
 
 
 @pytest.mark.e2e
-def test_cache_live_over_the_websocket(live_server: Callable[..., LiveServer]) -> None:
+def test_cache_live_over_the_websocket(tether_server: Callable[..., LiveServer]) -> None:
     module = load("cache_todos")
-    server = live_server(module.app)
+    server = tether_server(module.app)
     topics = [{"context": "todos", "params": {"owner_id": 5}}, "user"]
     with connect(f"{server.ws_url}/api/ws", additional_headers=ADA) as socket:
         live = {"uuid": "live-1", "route": "LIVE", "payload": {"contexts": topics}}
@@ -789,10 +746,10 @@ def test_cache_live_over_the_websocket(live_server: Callable[..., LiveServer]) -
 
 
 @pytest.mark.e2e
-def test_cache_client_against_a_server(live_server: Callable[..., LiveServer]) -> None:
+def test_cache_client_against_a_server(tether_server: Callable[..., LiveServer]) -> None:
     # The page's Python client: a bundle cached, kept fresh by answers and by pushes.
     module = load("cache_todos")
-    server = live_server(module.app)
+    server = tether_server(module.app)
     client_module = load("cache_client")
     with (
         httpx.Client(base_url=server.url, timeout=10) as client,
@@ -821,11 +778,11 @@ def test_cache_client_against_a_server(live_server: Callable[..., LiveServer]) -
 
 
 @pytest.mark.e2e
-def test_cache_per_user_over_sse(live_server: Callable[..., LiveServer]) -> None:
+def test_cache_per_user_over_sse(tether_server: Callable[..., LiveServer]) -> None:
     # A per-user context's entries reach their own user's streams only.
     module = load("cache_per_user")
     module.MEMBERS["k-bob"] = module.Member(email="bob@example.com", team="core")
-    server = live_server(module.app)
+    server = tether_server(module.app)
     ada = Follower(server.url, ["drafts"], headers={"x-api-key": "k-ada"})
     bob = Follower(server.url, ["drafts"], headers={"x-api-key": "k-bob"})
     try:

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests._docs_examples import client_for, load
+from tests._docs_examples import assert_links_resolve, client_for, load, relative_links
 from tests.conftest import LiveServer
 from tether import ConfigurationError, EventSettings, NotFound
 from tether.events import EventStats
@@ -368,34 +368,12 @@ def test_events_page_shows_every_counter() -> None:
     assert set(table) == {field.name for field in dataclasses.fields(EventStats)}
 
 
-def _slug(heading: str) -> str:
-    """The anchor GitHub gives a heading."""
-    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
-    return text.replace(" ", "-")
-
-
-def _anchors(page: Path) -> set[str]:
-    text = re.sub(r"^```.*?^```$", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)
-    return {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)}
-
-
 def test_events_pages_links_resolve() -> None:
     # Links from the two pages, and links from any page into them, reach a file and a heading.
-    docs = PAGE.parent
-    links = [
-        (page, target)
-        for page in docs.rglob("*.md")
-        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8"))
-        if not target.startswith(("http://", "https://"))
-        and (
-            page.name in ("events.md", "from-python-cqrs.md")
-            or target.split("#")[0] in ("events.md", "from-python-cqrs.md")
-        )
-    ]
+    pages = ("events.md", "from-python-cqrs.md")
+    links = relative_links(
+        PAGE.parent.rglob("*.md"),
+        lambda page, target: page.name in pages or target.split("#")[0] in pages,
+    )
     assert len(links) > 10
-    for page, target in links:
-        path, _, anchor = target.partition("#")
-        resolved = (page.parent / path).resolve() if path else page
-        assert resolved.is_file(), f"{page.name}: {target}"
-        if anchor:
-            assert anchor in _anchors(resolved), f"{page.name}: {target}"
+    assert_links_resolve(links)

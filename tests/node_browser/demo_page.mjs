@@ -5,19 +5,20 @@
 // Prints one JSON object: per step, what each window requested and what it showed. A step that
 // fails (its page never showed what it waited for) ends the run with `failed` and `error` set,
 // and the page's text, so the Python test can say what it saw.
-import { chromium } from "playwright-core";
+import {
+  addTodo,
+  loaded,
+  rename,
+  runTwoWindows,
+  settle,
+  text,
+  titles,
+  titlesAre,
+  waitFor,
+  WAIT_MS,
+} from "./demo_harness.mjs";
 
-const [base] = process.argv.slice(2);
-if (!base) {
-  console.error("usage: node demo_page.mjs <server URL>");
-  process.exit(2);
-}
-
-// The kernel waits up to liveGraceMs (1000) for a push before refetching on its own: a window
-// is settled once it has made no request for longer than that.
-const QUIET_MS = 1600;
-const WAIT_MS = 15000;
-
+// Every request of `page`, in order, each with the time it was seen.
 function record(page) {
   const log = [];
   page.on("request", (request) => {
@@ -42,102 +43,12 @@ function record(page) {
   return log;
 }
 
-// Waits until `log` has had no new request for QUIET_MS, then returns (and forgets) them.
-async function settle(log) {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const last = log.length ? log[log.length - 1].at : 0;
-    const quiet = Date.now() - last;
-    if (quiet >= QUIET_MS) break;
-    if (Date.now() > deadline) throw new Error(`requests never stopped: ${JSON.stringify(log)}`);
-    await new Promise((resolve) => setTimeout(resolve, QUIET_MS - quiet + 10));
-  }
-  return take(log);
-}
-
-function take(log) {
-  return log.splice(0, log.length).map(({ at, ...request }) => request);
-}
-
-const text = (page, testId) => page.getByTestId(testId).first().textContent({ timeout: WAIT_MS });
-
-async function titles(page) {
-  return await page.getByTestId("todo-title").allTextContents();
-}
-
-async function waitFor(page, what, predicate) {
-  try {
-    await page.waitForFunction(predicate, null, { timeout: WAIT_MS, polling: 50 });
-  } catch (error) {
-    throw new Error(`waiting for ${what}: ${error.message.split("\n")[0]}`);
-  }
-}
-
-async function loaded(page) {
-  await waitFor(
-    page,
-    "the todos and user contexts, live push and the counter",
-    () =>
-      document.querySelector('[data-testid="todo-panel"]')?.dataset.status === "success" &&
-      document.querySelector('[data-testid="user-panel"]')?.dataset.status === "success" &&
-      document.querySelector('[data-testid="live-status"]')?.dataset.status === "ready" &&
-      document.querySelector('[data-testid="counter-status"]')?.dataset.status === "open",
-  );
-}
-
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  timeout: 30000,
-});
-
-const result = { steps: {}, failed: null, error: null, pages: {} };
-const pages = {};
-let step = "launch";
-try {
-  // Two browser contexts: two windows that share nothing but the server.
-  const windowA = await (await browser.newContext()).newPage();
-  const windowB = await (await browser.newContext()).newPage();
-  pages.a = windowA;
-  pages.b = windowB;
-  const logA = record(windowA);
-  const logB = record(windowB);
-  const errors = [];
-  for (const [name, page] of Object.entries(pages)) {
-    page.on("pageerror", (error) => errors.push(`${name}: ${error.message}`));
-    page.on("console", (message) => {
-      if (message.type() === "error") errors.push(`${name} console: ${message.text()} (${message.location().url})`);
-    });
-  }
-  const waitTitles = async (page, what, want) => {
-    try {
-      await page.waitForFunction(
-        (expected) =>
-          JSON.stringify(
-            [...document.querySelectorAll('[data-testid="todo-title"]')].map((e) => e.textContent),
-          ) === JSON.stringify(expected),
-        want,
-        { timeout: WAIT_MS, polling: 50 },
-      );
-    } catch (error) {
-      throw new Error(`waiting for ${what} (titles ${JSON.stringify(want)}): ${error.message.split("\n")[0]}`);
-    }
-  };
-
+await runTwoWindows(record, async ({ base, windowA, windowB, logA, logB, steps, step }) => {
   // 1. ada's first load: one request per mounted context, no call.
-  step = "firstLoad";
+  step("firstLoad");
   await windowA.goto(`${base}/?name=ada`);
   await loaded(windowA);
-  result.steps.firstLoad = {
+  steps.firstLoad = {
     requests: await settle(logA),
     displayName: await text(windowA, "user-display-name"),
     staff: await windowA.getByTestId("staff-badge").count(),
@@ -146,41 +57,33 @@ try {
   };
 
   // 2. rename merges: the name changes with the rename call as the only request.
-  step = "rename";
-  await windowA.getByTestId("rename-input").fill("Ada Lovelace");
-  await windowA.getByTestId("rename-submit").click();
-  await waitFor(
-    windowA,
-    "the new display name",
-    () => document.querySelector('[data-testid="user-display-name"]')?.textContent === "Ada Lovelace",
-  );
-  result.steps.rename = {
+  step("rename");
+  await rename(windowA, "Ada Lovelace");
+  steps.rename = {
     requests: await settle(logA),
     displayName: await text(windowA, "user-display-name"),
   };
 
   // 3. add affects todos: the call, then one refetch of the todos bundle.
-  step = "add";
-  await windowA.getByTestId("add-input").fill("milk");
-  await windowA.getByTestId("add-submit").click();
-  await waitTitles(windowA, "milk in ada's list", ["milk"]);
-  result.steps.add = { requests: await settle(logA), titles: await titles(windowA) };
+  step("add");
+  await addTodo(windowA, "milk");
+  await titlesAre(windowA, "milk in ada's list", ["milk"]);
+  steps.add = { requests: await settle(logA), titles: await titles(windowA) };
 
   // 4. A second window (bob), then ada's add reaches it by live push alone.
-  step = "secondWindow";
+  step("secondWindow");
   await windowB.goto(`${base}/?name=bob`);
   await loaded(windowB);
-  result.steps.secondWindow = {
+  steps.secondWindow = {
     requests: await settle(logB),
     titles: await titles(windowB),
     displayName: await text(windowB, "user-display-name"),
   };
-  step = "push";
+  step("push");
   const urlB = windowB.url();
-  await windowA.getByTestId("add-input").fill("eggs");
-  await windowA.getByTestId("add-submit").click();
-  await waitTitles(windowB, "eggs in bob's window, pushed", ["milk", "eggs"]);
-  result.steps.push = {
+  await addTodo(windowA, "eggs");
+  await titlesAre(windowB, "eggs in bob's window, pushed", ["milk", "eggs"]);
+  steps.push = {
     requestsA: await settle(logA),
     requestsB: await settle(logB),
     titlesA: await titles(windowA),
@@ -191,10 +94,10 @@ try {
   };
 
   // 5. bob is not staff: asking for stats shows the typed 403.
-  step = "forbidden";
+  step("forbidden");
   await windowB.getByTestId("show-stats").click();
   await windowB.getByTestId("stats-error").waitFor({ timeout: WAIT_MS });
-  result.steps.forbidden = {
+  steps.forbidden = {
     requests: await settle(logB),
     error: await text(windowB, "stats-error"),
     code: await windowB.getByTestId("stats-error").getAttribute("data-code"),
@@ -202,7 +105,7 @@ try {
   };
 
   // 6. Clear done: ada marks both done, then one click deletes both in one tick.
-  step = "toggle";
+  step("toggle");
   for (const title of ["milk", "eggs"]) {
     const row = windowA.locator("li", { has: windowA.getByText(title, { exact: true }) });
     const toggle = row.locator('[data-testid^="toggle-"]');
@@ -214,12 +117,12 @@ try {
     "both todos done in bob's window",
     () => document.querySelectorAll('li[data-done="true"]').length === 2,
   );
-  result.steps.toggle = { requestsA: await settle(logA), requestsB: await settle(logB) };
-  step = "clearDone";
+  steps.toggle = { requestsA: await settle(logA), requestsB: await settle(logB) };
+  step("clearDone");
   await windowA.getByTestId("clear-done").click();
-  await waitTitles(windowA, "an empty list in ada's window", []);
-  await waitTitles(windowB, "an empty list in bob's window, pushed", []);
-  result.steps.clearDone = {
+  await titlesAre(windowA, "an empty list in ada's window", []);
+  await titlesAre(windowB, "an empty list in bob's window, pushed", []);
+  steps.clearDone = {
     requestsA: await settle(logA),
     requestsB: await settle(logB),
     titlesA: await titles(windowA),
@@ -227,13 +130,13 @@ try {
   };
 
   // 7. bob signs in as admin in the same window: the cache is cleared, staff see the stats.
-  step = "staff";
+  step("staff");
   await windowB.getByTestId("name-input").fill("admin");
   await windowB.getByTestId("name-submit").click();
   await windowB.getByTestId("staff-badge").waitFor({ timeout: WAIT_MS });
   await windowB.getByTestId("stats").waitFor({ timeout: WAIT_MS });
   await loaded(windowB);
-  result.steps.staff = {
+  steps.staff = {
     requests: await settle(logB),
     displayName: await text(windowB, "user-display-name"),
     stats: await text(windowB, "stats"),
@@ -241,23 +144,10 @@ try {
   };
 
   // 8. The counter kept counting, one number a second, in both windows.
-  step = "counter";
-  result.steps.counter = {
+  step("counter");
+  steps.counter = {
     a: Number(await text(windowA, "counter-value")),
     b: Number(await text(windowB, "counter-value")),
     statusA: await windowA.getByTestId("counter-status").getAttribute("data-status"),
   };
-  result.steps.pageErrors = errors;
-} catch (error) {
-  result.failed = step;
-  result.error = String(error && error.stack ? error.stack : error);
-  for (const [name, page] of Object.entries(pages)) {
-    result.pages[name] = await page
-      .locator("body")
-      .innerText({ timeout: 2000 })
-      .catch((e) => `(unreadable: ${e.message})`);
-  }
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(result));
+});

@@ -2,7 +2,7 @@
 // The React hooks, mounted with react-dom/client in a DOM, on a real TetherClient and the real server.
 import { createElement, useState, type ReactNode } from "react";
 import { createRoot, type Root } from "react-dom/client";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { ClientOptions, TetherClient } from "../../src/tether/codegen/runtime/client.js";
 import { TetherError } from "../../src/tether/codegen/runtime/errors.js";
 import {
@@ -16,22 +16,25 @@ import {
   type MutationResult,
   type StreamResult,
 } from "../../src/tether/codegen/runtime/react.js";
-import { direct, makeClient, recordingFetch, sleep, unique, until, type Seen } from "./runtime-fixtures.js";
-
-type Notes = { notes: string[]; title: string };
+import {
+  cancelledAfter,
+  cancelledStreams,
+  cleanupAfterEach,
+  direct,
+  recordingClient,
+  sleep,
+  type Notes,
+  unique,
+  until,
+} from "./runtime-fixtures.js";
 
 // React renders as in a browser (its scheduler, no act()): the tests wait for what they expect.
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
-});
+const onCleanup = cleanupAfterEach();
 
 function setup(options: ClientOptions = {}) {
-  const { fetch, seen } = recordingFetch();
-  const client = makeClient({ fetch, transport: "http", ...options });
-  cleanups.push(() => client.close());
-  const calls = (): string[] => seen.filter((s: Seen) => !s.path.startsWith("/api/live")).map((s) => s.path);
-  return { client, seen, calls };
+  const recorded = recordingClient(options);
+  onCleanup(() => recorded.client.close());
+  return recorded;
 }
 
 /** Renders `node` inside a TetherProvider of `client` into a detached DOM element. */
@@ -43,7 +46,7 @@ async function render(
   const root = createRoot(element);
   root.render(createElement(TetherProvider, { client }, node));
   await sleep(0);
-  cleanups.push(() => root.unmount());
+  onCleanup(() => root.unmount());
   return { root, element };
 }
 
@@ -269,7 +272,7 @@ describe("useTetherStream", () => {
 
   it("cancels the stream on unmount", async () => {
     const { client } = setup();
-    const before = (await direct("stream_state")) as { cancelled: number; started: number };
+    const before = await cancelledStreams();
     const states: StreamResult<number>[] = [];
     function Forever(): null {
       states.push(useTetherStream<number>("forever", { ms: 10 }));
@@ -278,13 +281,7 @@ describe("useTetherStream", () => {
     const { root } = await render(client, createElement(Forever));
     await settle(() => (states.at(-1)?.count ?? 0) >= 2, "two items");
     root.unmount();
-    let after = before;
-    const deadline = Date.now() + 5000;
-    while (after.cancelled === before.cancelled && Date.now() < deadline) {
-      await sleep(50);
-      after = (await direct("stream_state")) as typeof before;
-    }
-    expect(after.cancelled).toBe(before.cancelled + 1);
+    expect(await cancelledAfter(before, 5000)).toBe(before + 1);
     const count = states.length;
     await sleep(60);
     expect(states.length).toBe(count); // no render after unmount

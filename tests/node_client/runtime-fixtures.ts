@@ -1,6 +1,8 @@
-// Shared by the runtime's vitest files: the server's URL, its schema table, a recording fetch,
-// `ws` as the WebSocket class, direct HTTP calls, and a TCP proxy that can cut and refuse connections.
+// Shared by the runtime's vitest files: the server's URL, its schema table, a recording fetch and
+// client, `ws` as the WebSocket class, direct HTTP calls, cleanups after each test, streams' cancel
+// count, and a TCP proxy that can cut and refuse connections.
 import net from "node:net";
+import { afterEach } from "vitest";
 import WebSocketImpl from "ws";
 import { createTetherClient } from "../../src/tether/codegen/runtime/client.js";
 import type { ClientOptions, TetherClient } from "../../src/tether/codegen/runtime/client.js";
@@ -56,6 +58,9 @@ export const SCHEMA: SchemaMeta = {
   },
 };
 
+/** runtime_app's `notes` context bundle. */
+export type Notes = { notes: string[]; title: string };
+
 /** The `ws` package's WebSocket, typed as the DOM's (node 20 has no global WebSocket). */
 export const WebSocket = WebSocketImpl as unknown as new (url: string) => globalThis.WebSocket;
 
@@ -90,6 +95,31 @@ export function makeClient(options: ClientOptions = {}): TetherClient {
   return createTetherClient(SCHEMA, { baseUrl: SERVER_URL, WebSocket, live: false, ...options });
 }
 
+/** A client of the test server on HTTP whose fetch records each request; `calls()` lists the paths
+ * requested, but the live subscription's. Close the client after the test. */
+export function recordingClient(options: ClientOptions = {}): {
+  client: TetherClient;
+  seen: Seen[];
+  calls: () => string[];
+} {
+  const { fetch, seen } = recordingFetch();
+  const client = makeClient({ fetch, transport: "http", ...options });
+  const calls = (): string[] => seen.filter((s) => !s.path.startsWith("/api/live")).map((s) => s.path);
+  return { client, seen, calls };
+}
+
+/** Registers, in the calling test file, an afterEach that runs the cleanups given to the returned
+ * function during the test, last first. */
+export function cleanupAfterEach(): (...cleanups: (() => void)[]) => void {
+  const cleanups: (() => void)[] = [];
+  afterEach(() => {
+    for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+  });
+  return (...more) => {
+    cleanups.push(...more);
+  };
+}
+
 /** Call `name` directly over HTTP (not through the runtime): the body's result. */
 export async function direct(name: string, params: Record<string, unknown> = {}, headers: Record<string, string> = {}): Promise<unknown> {
   const response = await fetch(`${SERVER_URL}/api/call/${name}`, {
@@ -100,6 +130,47 @@ export async function direct(name: string, params: Record<string, unknown> = {},
   const body = (await response.json()) as { result?: unknown; error?: unknown };
   if (!response.ok) throw new Error(`${name} failed: ${JSON.stringify(body)}`);
   return body.result;
+}
+
+/** How many stream generators the server has cancelled so far (runtime_app's stream_state). */
+export async function cancelledStreams(): Promise<number> {
+  return ((await direct("stream_state")) as { cancelled: number }).cancelled;
+}
+
+/** Polls the cancelled count until it moves past `before` or `timeoutMs` passes: the last count. */
+export async function cancelledAfter(before: number, timeoutMs = 3000): Promise<number> {
+  let count = before;
+  const deadline = Date.now() + timeoutMs;
+  while (count === before && Date.now() < deadline) count = await cancelledStreams();
+  return count;
+}
+
+/** The first `n` items of `stream`, leaving its loop early once it has them. */
+export async function takeFirst<T>(stream: AsyncIterable<T>, n: number): Promise<T[]> {
+  const items: T[] = [];
+  for await (const item of stream) {
+    items.push(item);
+    if (items.length === n) break;
+  }
+  return items;
+}
+
+/** Every item of `stream` and the error that ended it (undefined when it ended well);
+ * `onItem(items)` runs after each item. */
+export async function drain<T>(
+  stream: AsyncIterable<T>,
+  onItem: (items: T[]) => void = () => undefined,
+): Promise<{ items: T[]; error: unknown }> {
+  const items: T[] = [];
+  try {
+    for await (const item of stream) {
+      items.push(item);
+      onItem(items);
+    }
+  } catch (error) {
+    return { items, error };
+  }
+  return { items, error: undefined };
 }
 
 /** Resolve once `check()` holds (polling every 10 ms), or fail after `timeoutMs`. */

@@ -4,7 +4,7 @@ import { TetherError } from "../../src/tether/codegen/runtime/errors.js";
 import type { TetherClient } from "../../src/tether/codegen/runtime/client.js";
 import { readEvents } from "../../src/tether/codegen/runtime/sse.js";
 import type { SseEvent } from "../../src/tether/codegen/runtime/sse.js";
-import { direct, makeClient, recordingFetch } from "./runtime-fixtures.js";
+import { cancelledAfter, cancelledStreams, drain, makeClient, recordingFetch, takeFirst } from "./runtime-fixtures.js";
 
 const clients: TetherClient[] = [];
 afterEach(() => {
@@ -88,10 +88,7 @@ describe("SSE streams", () => {
 
   it("throws an error event as a TetherError, after the items", async () => {
     const { client } = setup();
-    const items: number[] = [];
-    const error = await (async () => {
-      for await (const item of client.stream<number>("ticks_then_fail", { n: 3 })) items.push(item);
-    })().catch((e: unknown) => e);
+    const { items, error } = await drain(client.stream<number>("ticks_then_fail", { n: 3 }));
     expect(items).toEqual([1, 2, 3]);
     expect(error).toBeInstanceOf(TetherError);
     expect(error).toMatchObject({ code: "NOT_FOUND", status: 404, message: "no more ticks", details: { after: 3 } });
@@ -109,31 +106,17 @@ describe("SSE streams", () => {
 
   it("cancels the server's generator when the loop is left early", async () => {
     const { client } = setup();
-    const before = (await direct("stream_state")) as { cancelled: number };
-    const items: number[] = [];
-    for await (const item of client.stream<number>("forever", { ms: 5 })) {
-      items.push(item);
-      if (items.length === 3) break;
-    }
-    expect(items).toEqual([1, 2, 3]);
-    let state = before;
-    const deadline = Date.now() + 3000;
-    while (state.cancelled === before.cancelled && Date.now() < deadline) {
-      state = (await direct("stream_state")) as { cancelled: number };
-    }
-    expect(state.cancelled).toBe(before.cancelled + 1);
+    const before = await cancelledStreams();
+    expect(await takeFirst(client.stream<number>("forever", { ms: 5 }), 3)).toEqual([1, 2, 3]);
+    expect(await cancelledAfter(before)).toBe(before + 1);
   });
 
   it("stops at once when its signal aborts", async () => {
     const { client } = setup();
     const controller = new AbortController();
-    const items: number[] = [];
-    const error = await (async () => {
-      for await (const item of client.stream<number>("forever", { ms: 5 }, { signal: controller.signal })) {
-        items.push(item);
-        if (items.length === 2) controller.abort();
-      }
-    })().catch((e: unknown) => e);
+    const { items, error } = await drain(client.stream<number>("forever", { ms: 5 }, { signal: controller.signal }), (seen) => {
+      if (seen.length === 2) controller.abort();
+    });
     expect(items).toEqual([1, 2]);
     expect(error).toMatchObject({ code: "ABORTED" });
   });

@@ -1,6 +1,6 @@
 // The TanStack Query helpers with a real QueryClient, a real TetherClient and the real server.
 import { MutationObserver, QueryClient, QueryObserver } from "@tanstack/react-query";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { ClientOptions, TetherClient } from "../../src/tether/codegen/runtime/client.js";
 import { TetherError } from "../../src/tether/codegen/runtime/errors.js";
 import {
@@ -11,30 +11,22 @@ import {
   tetherQueryKey,
 } from "../../src/tether/codegen/runtime/tanstack.js";
 import type { Outcome } from "../../src/tether/codegen/runtime/wire.js";
-import { direct, makeClient, recordingFetch, sleep, unique, until, type Seen } from "./runtime-fixtures.js";
+import { cleanupAfterEach, direct, recordingClient, sleep, unique, until, type Notes } from "./runtime-fixtures.js";
 
-type Notes = { notes: string[]; title: string };
-
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
-});
+const onCleanup = cleanupAfterEach();
 
 function setup(options: ClientOptions = {}) {
-  const { fetch, seen } = recordingFetch();
-  const client = makeClient({ fetch, transport: "http", ...options });
+  const recorded = recordingClient(options);
   const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: 60_000 } } });
-  cleanups.push(() => client.close(), () => queryClient.clear());
-  /** Requests other than the live subscription's. */
-  const calls = (): string[] => seen.filter((s: Seen) => !s.path.startsWith("/api/live")).map((s) => s.path);
-  return { client, queryClient, seen, calls };
+  onCleanup(() => recorded.client.close(), () => queryClient.clear());
+  return { ...recorded, queryClient };
 }
 
 /** Mounts `options` as an active query (as useQuery would) and waits for its data. */
 async function observe<T>(queryClient: QueryClient, options: ReturnType<typeof contextQueryOptions<T>>) {
   const observer = new QueryObserver(queryClient, options);
   const unsubscribe = observer.subscribe(() => undefined);
-  cleanups.push(unsubscribe);
+  onCleanup(unsubscribe);
   await until(() => observer.getCurrentResult().status === "success", 5000, "the first load");
   return observer;
 }
@@ -80,7 +72,7 @@ describe("commandMutationOptions", () => {
     await observe(queryClient, queryQueryOptions<number>(client, "echo", { value: 1 }));
     // The same bundle mounted in the TetherClient's kernel too: the mutation must not refetch it.
     const kernelTarget = { kind: "context" as const, name: "notes", params: { owner: a } };
-    cleanups.push(client.cache.subscribe(kernelTarget, () => undefined));
+    onCleanup(client.cache.subscribe(kernelTarget, () => undefined));
     await until(() => client.cache.getSnapshot(kernelTarget).status === "success");
     expect(calls()).toHaveLength(4);
 
@@ -147,7 +139,7 @@ describe("followLive", () => {
     const [a, b] = [unique("la"), unique("lb")];
     const mine = await observe<Notes>(queryClient, contextQueryOptions<Notes>(client, "notes", { owner: a }));
     await observe<Notes>(queryClient, contextQueryOptions<Notes>(client, "notes", { owner: b }));
-    cleanups.push(followLive(client, queryClient, ["notes"]));
+    onCleanup(followLive(client, queryClient, ["notes"]));
     await until(() => client.cache.isLive("notes"), 5000, "live coverage of notes");
     const base = calls().length;
 
@@ -167,7 +159,7 @@ describe("followLive", () => {
     const { client, queryClient, calls } = setup({ live: "sse", liveGraceMs: 400 });
     const owner = unique("lg");
     const mine = await observe<Notes>(queryClient, contextQueryOptions<Notes>(client, "notes", { owner }));
-    cleanups.push(followLive(client, queryClient, ["notes"]));
+    onCleanup(followLive(client, queryClient, ["notes"]));
     await until(() => client.cache.isLive("notes"), 5000, "live coverage of notes");
     const base = calls().length;
 

@@ -3,7 +3,19 @@ import { afterEach, describe, expect, it } from "vitest";
 import { TetherError } from "../../src/tether/codegen/runtime/errors.js";
 import type { TetherClient } from "../../src/tether/codegen/runtime/client.js";
 import { SocketConnection } from "../../src/tether/codegen/runtime/websocket.js";
-import { Proxy, WebSocket, direct, makeClient, recordingFetch, sleep, unique, until } from "./runtime-fixtures.js";
+import {
+  Proxy,
+  WebSocket,
+  cancelledAfter,
+  cancelledStreams,
+  drain,
+  makeClient,
+  recordingFetch,
+  sleep,
+  takeFirst,
+  unique,
+  until,
+} from "./runtime-fixtures.js";
 
 const clients: TetherClient[] = [];
 const proxies: Proxy[] = [];
@@ -114,10 +126,7 @@ describe("WebSocket streams", () => {
 
   it("throws the stream's error after its items", async () => {
     const { client } = setup();
-    const items: number[] = [];
-    const error = await (async () => {
-      for await (const item of client.stream<number>("ticks_then_fail", { n: 2 })) items.push(item);
-    })().catch((e: unknown) => e);
+    const { items, error } = await drain(client.stream<number>("ticks_then_fail", { n: 2 }));
     expect(items).toEqual([1, 2]);
     expect(error).toBeInstanceOf(TetherError);
     expect(error).toMatchObject({ code: "NOT_FOUND", status: 404, details: { after: 2 } });
@@ -129,21 +138,11 @@ describe("WebSocket streams", () => {
 
   it("sends CANCEL when the loop is left early, and the server's generator stops", async () => {
     const { client, sent } = setup();
-    const before = (await direct("stream_state")) as { cancelled: number };
-    const items: number[] = [];
-    for await (const item of client.stream<number>("forever", { ms: 5 })) {
-      items.push(item);
-      if (items.length === 3) break;
-    }
-    expect(items).toEqual([1, 2, 3]);
+    const before = await cancelledStreams();
+    expect(await takeFirst(client.stream<number>("forever", { ms: 5 }), 3)).toEqual([1, 2, 3]);
     const subscription = sent.find((m) => (m as { route: string }).route === "forever") as { uuid: string };
     expect(sent).toContainEqual({ uuid: subscription.uuid, route: "CANCEL" });
-    let state = before;
-    const deadline = Date.now() + 3000;
-    while (state.cancelled === before.cancelled && Date.now() < deadline) {
-      state = (await direct("stream_state")) as { cancelled: number };
-    }
-    expect(state.cancelled).toBe(before.cancelled + 1);
+    expect(await cancelledAfter(before)).toBe(before + 1);
     expect(await client.call("echo", { value: 9 })).toBe(9); // the socket is still fine
   });
 
@@ -151,13 +150,9 @@ describe("WebSocket streams", () => {
     const proxy = await Proxy.start();
     proxies.push(proxy);
     const { client } = setup(proxy.url);
-    const items: number[] = [];
-    const error = await (async () => {
-      for await (const item of client.stream<number>("forever", { ms: 20 })) {
-        items.push(item);
-        if (items.length === 2) proxy.cut();
-      }
-    })().catch((e: unknown) => e);
+    const { items, error } = await drain(client.stream<number>("forever", { ms: 20 }), (seen) => {
+      if (seen.length === 2) proxy.cut();
+    });
     expect(items.length).toBeGreaterThanOrEqual(2);
     expect(error).toBeInstanceOf(TetherError);
     expect(error).toMatchObject({ code: "NETWORK_ERROR", status: 0 });
