@@ -87,6 +87,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/events_bench.py
 	$(BIN)/python bench/live_bench.py
 	$(BIN)/python bench/live_memory.py --apps live-ws,live-sse,bare-ws,bare-sse --settings default server=tether
+	$(BIN)/python bench/client_bench.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .coverage .pytest_cache .mypy_cache .ruff_cache
