@@ -192,6 +192,30 @@ describe("merge", () => {
     expect(r.loads).toHaveLength(loads); // zero requests
   });
 
+  it("splices a merge that arrived during a load into what the load returns", async () => {
+    const r = recorder(() => ({ current_user: { name: "ada" }, theme: "dark" }));
+    const kernel = new CacheKernel(r.load);
+    const user: Target = { kind: "context", name: "user", params: {} };
+    await mount(kernel, user);
+    r.manual();
+    kernel.applyPush({ id: "1", invalidate: [{ context: "user" }], merge: [] });
+    await tick();
+    expect(r.pending).toHaveLength(1); // a refetch in flight...
+    kernel.applyResponse({ merge: [{ context: "user", slot: "current_user", value: { name: "Ada" } }] });
+    expect(kernel.getSnapshot(user).data).toEqual({ current_user: { name: "Ada" }, theme: "dark" });
+    // ...that read the database before the rename committed: its answer is spliced again.
+    r.pending[0]?.resolve({ current_user: { name: "ada" }, theme: "light" });
+    await tick();
+    expect(kernel.getSnapshot(user).data).toEqual({ current_user: { name: "Ada" }, theme: "light" });
+    expect(r.loads).toHaveLength(2); // no further request
+    // A later load starts clean: its answer is taken as it is.
+    kernel.applyPush({ id: "2", invalidate: [{ context: "user" }], merge: [] });
+    await tick();
+    r.pending[1]?.resolve({ current_user: { name: "Bea" }, theme: "light" });
+    await tick();
+    expect(kernel.getSnapshot(user).data).toEqual({ current_user: { name: "Bea" }, theme: "light" });
+  });
+
   it("applies a response's merge at once even when live covers the context", async () => {
     const r = recorder(() => ({ current_user: { name: "ada" } }));
     const kernel = new CacheKernel(r.load, { liveGraceMs: 10_000 });

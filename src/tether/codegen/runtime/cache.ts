@@ -141,6 +141,8 @@ interface Entry {
   gc: ReturnType<typeof setTimeout> | null;
   /** When (performance clock) a load started by a push last began, or -Infinity. */
   pushLoadAt: number;
+  /** Merges that arrived while a load was in flight: spliced again into what it returns. */
+  mergedDuringLoad: MergeEntry[];
 }
 
 /** The longest a change of topics waits for mounted entries' first loads (ms). */
@@ -319,6 +321,7 @@ export class CacheKernel {
         deferral: null,
         gc: null,
         pushLoadAt: -Infinity,
+        mergedDuringLoad: [],
       };
       this.entries.set(key, entry);
     }
@@ -333,7 +336,11 @@ export class CacheKernel {
   private merge(item: MergeEntry): void {
     for (const entry of this.entries.values()) {
       const { kind, name, params } = entry.target;
-      if (!merges(item, kind, name, params) || entry.snapshot.data === undefined) continue;
+      if (!merges(item, kind, name, params)) continue;
+      // A load in flight may have read before the merge's command committed: the merge is
+      // spliced into its answer too (a later merge or invalidation corrects a newer read).
+      if (entry.inflight) entry.mergedDuringLoad.push(item);
+      if (entry.snapshot.data === undefined) continue;
       const data = spliceSlot(entry.snapshot.data, item.slot, item.value);
       if (data === entry.snapshot.data) continue;
       this.set(entry, { ...entry.snapshot, data });
@@ -390,6 +397,7 @@ export class CacheKernel {
     entry.inflight = true;
     entry.again = false;
     entry.stale = false;
+    entry.mergedDuringLoad = [];
     if (entry.deferral !== null) {
       clearTimeout(entry.deferral.timer);
       entry.deferral = null;
@@ -408,7 +416,12 @@ export class CacheKernel {
       loading = Promise.reject(error);
     }
     loading.then(
-      (data) => this.settle(entry, generation, { status: "success", data, error: undefined }),
+      (loaded) => {
+        let data = loaded;
+        for (const item of entry.mergedDuringLoad) data = spliceSlot(data, item.slot, item.value);
+        entry.mergedDuringLoad = [];
+        this.settle(entry, generation, { status: "success", data, error: undefined });
+      },
       (error: unknown) =>
         this.settle(entry, generation, {
           status: "error",
