@@ -131,22 +131,35 @@ async def _run_subscription(
         conn.rpc_subscriptions.pop(id_value, None)
 
 
-def _cancel(conn: Connection, message: dict[str, Any]) -> bool:
-    """Cancel a subscription; False leaves a malformed request to the dispatcher."""
+def _control_request(message: dict[str, Any]) -> tuple[bool, bytes, Any] | None:
+    """Read a control method's request: (a notification?, its id as JSON, its params).
+
+    None when the request is malformed (a bad id, params neither an object nor an array): the
+    dispatcher answers those as it answers any request.
+    """
     notification = "id" not in message
     id_value = message.get("id")
     if not notification and id_value is not None and not valid_uuid(id_value):
-        return False
+        return None
     params = message.get("params")
     if "params" in message and type(params) is not dict and type(params) is not list:
+        return None
+    id_json = b"null" if id_value is None else encode_uuid(id_value)
+    return notification, id_json, params
+
+
+def _cancel(conn: Connection, message: dict[str, Any]) -> bool:
+    """Cancel a subscription; False leaves a malformed request to the dispatcher."""
+    request = _control_request(message)
+    if request is None:
         return False
+    notification, id_json, params = request
     if type(params) is dict and "subscription" in params and len(params) == 1:
         target = params["subscription"]
     elif type(params) is list and len(params) == 1:
         target = params[0]
     else:
         target = _NO_TARGET
-    id_json = b"null" if id_value is None else encode_uuid(id_value)
     if not valid_uuid(target):
         # Subscription ids are strings or integers: anything else names none (and is not
         # echoed back, whatever its size or depth).
@@ -170,14 +183,10 @@ def _hello(conn: Connection, message: dict[str, Any]) -> bool:
     `{"effects": true}` opts in to the `effects` member (false opts out); members it does
     not know are ignored, so a client may greet servers of other versions alike.
     """
-    notification = "id" not in message
-    id_value = message.get("id")
-    if not notification and id_value is not None and not valid_uuid(id_value):
+    request = _control_request(message)
+    if request is None:
         return False
-    params = message.get("params")
-    if "params" in message and type(params) is not dict and type(params) is not list:
-        return False
-    id_json = b"null" if id_value is None else encode_uuid(id_value)
+    notification, id_json, params = request
     effects: Any = conn.rpc_effects
     if type(params) is dict:
         effects = params.get("effects", effects)
