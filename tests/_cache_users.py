@@ -1,4 +1,4 @@
-"""The users and the todo model that the cache-coordination tests share (tests of effects and live push).
+"""The users, models and operations that the cache-coordination tests share (effects, live push).
 
 `current_user` resolves the `X-User` header ("1" ada, "2" bob, "9" root, who is staff) and is
 what those tests give `Tether(user=Depends(current_user))`.
@@ -8,6 +8,8 @@ from typing import Annotated
 
 from fastapi import Header
 from pydantic import BaseModel
+
+from tether import Conflict, Tether
 
 
 class Todo(BaseModel):
@@ -31,3 +33,39 @@ USERS = {
 
 async def current_user(x_user: Annotated[str | None, Header()] = None) -> User | None:
     return USERS.get(x_user) if x_user is not None else None
+
+
+class Profile(BaseModel):
+    id: int
+    name: str
+
+
+def effects_api() -> Tether:
+    """A Tether with the operations the effects tests of every wire share.
+
+    The contexts `todos` (per owner) and `user`; `rename` merges into `user`; `refuse`
+    declares an effect and fails; `plain` declares none. Each wire's tests add their own.
+    """
+    api = Tether()
+
+    @api.query(context="todos")
+    async def todos(owner_id: int) -> list[Todo]:
+        return []
+
+    @api.query(context="user")
+    async def current_user() -> Profile:
+        return Profile(id=1, name="ada")
+
+    @api.command(merge=["user"])
+    async def rename(name: str) -> Profile:
+        return Profile(id=1, name=name)
+
+    @api.command(affects=["todos"])
+    async def refuse(owner_id: int) -> int:
+        raise Conflict("not now")
+
+    @api.command
+    async def plain(value: int) -> int:
+        return value
+
+    return api

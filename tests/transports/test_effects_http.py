@@ -10,33 +10,13 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Response
-from pydantic import BaseModel
 
+from tests._cache_users import Profile, Todo, effects_api
 from tests._core_helpers import asgi_client, mounted
-from tether import Conflict, Tether
-
-
-class Todo(BaseModel):
-    id: int
-    owner_id: int
-    title: str
-
-
-class Profile(BaseModel):
-    id: int
-    name: str
 
 
 def make_app() -> FastAPI:
-    api = Tether()
-
-    @api.query(context="todos")
-    async def todos(owner_id: int) -> list[Todo]:
-        return []
-
-    @api.query(context="user")
-    async def current_user() -> Profile:
-        return Profile(id=1, name="ada")
+    api = effects_api()
 
     @api.query
     async def search(text: str) -> list[str]:
@@ -50,21 +30,9 @@ def make_app() -> FastAPI:
     async def clear_all() -> int:
         return 0
 
-    @api.command(merge=["user"])
-    async def rename(name: str) -> Profile:
-        return Profile(id=1, name=name)
-
     @api.command(affects=["todos", "search"], merge={"user": "current_user"})
     async def everything(owner_id: int, text: str, name: str) -> Profile:
         return Profile(id=1, name=name)
-
-    @api.command(affects=["todos"])
-    async def refuse(owner_id: int) -> int:
-        raise Conflict("not now")
-
-    @api.command
-    async def plain(value: int) -> int:
-        return value
 
     @api.command(affects=["todos"])
     async def created(owner_id: int, response: Response) -> int:

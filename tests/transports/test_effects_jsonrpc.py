@@ -13,29 +13,15 @@ from typing import Any
 import anyio
 import pytest
 from fastapi import FastAPI
-from pydantic import BaseModel
 
+from tests._cache_users import effects_api
 from tests._core_helpers import asgi_client, mounted
-from tether import Conflict, Tether
 
 OPT_IN = {"X-Tether-Effects": "1"}
 
 
-class Profile(BaseModel):
-    id: int
-    name: str
-
-
 def make_app() -> FastAPI:
-    api = Tether()
-
-    @api.query(context="todos")
-    async def todos(owner_id: int) -> list[str]:
-        return []
-
-    @api.query(context="user")
-    async def current_user() -> Profile:
-        return Profile(id=1, name="ada")
+    api = effects_api()
 
     @api.query
     async def add(a: int, b: int) -> int:
@@ -46,18 +32,6 @@ def make_app() -> FastAPI:
         # The later item finishes first: the header still follows the message's order.
         await anyio.sleep(0.05 if owner_id == 1 else 0)
         return title
-
-    @api.command(merge=["user"])
-    async def rename(name: str) -> Profile:
-        return Profile(id=1, name=name)
-
-    @api.command(affects=["todos"])
-    async def refuse(owner_id: int) -> int:
-        raise Conflict("not now")
-
-    @api.command
-    async def plain(value: int) -> int:
-        return value
 
     return mounted(api)
 

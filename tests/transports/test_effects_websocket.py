@@ -10,48 +10,22 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Response
-from pydantic import BaseModel
 
+from tests._cache_users import effects_api
 from tests.transports.test_websocket import MemorySocket, mount
-from tether import Conflict, Tether
-
-
-class Profile(BaseModel):
-    id: int
-    name: str
 
 
 def make_app() -> FastAPI:
-    api = Tether()
-
-    @api.query(context="todos")
-    async def todos(owner_id: int) -> list[str]:
-        return []
-
-    @api.query(context="user")
-    async def current_user() -> Profile:
-        return Profile(id=1, name="ada")
+    api = effects_api()
 
     @api.command(affects=["todos"])
     async def add_todo(owner_id: int, title: str) -> str:
         return title
 
-    @api.command(merge=["user"])
-    async def rename(name: str) -> Profile:
-        return Profile(id=1, name=name)
-
-    @api.command(affects=["todos"])
-    async def refuse(owner_id: int) -> int:
-        raise Conflict("not now")
-
     @api.command(affects=["todos"])
     async def with_header(owner_id: int, response: Response) -> int:
         response.headers["x-note"] = "kept"
         return owner_id
-
-    @api.command
-    async def plain(value: int) -> int:
-        return value
 
     return mount(api)[0]
 
