@@ -63,9 +63,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import httpx
 import record
-from servers import APPS_DIR, Server, core_busy_seconds, free_port, process_cpu_seconds
+from servers import APPS_DIR, Server, core_busy_seconds, process_cpu_seconds
 
 BENCH_DIR = Path(__file__).resolve().parent
 CLIENT_DIR = BENCH_DIR / "client"
@@ -93,56 +92,11 @@ class TetherAppServer(Server):
         return [*super().command(), *TETHER_WS]
 
 
-class TrpcServer:
+class TrpcServer(Server):
     """tRPC's standalone server (bench/client/trpc_server.mjs) in its own Node process."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self, log_dir: Path, timeout: float = 20.0) -> None:
-        self.log_path = log_dir / "trpc.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["node", "trpc_server.mjs", str(self.port)],
-                cwd=CLIENT_DIR,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=lambda: os.sched_setaffinity(0, {SERVER_CORE}),
-            )
-        probe = self.url + '/add?input={"a":1,"b":2}'
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"trpc exited:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(probe, timeout=1.0).json()["result"]["data"] == 3:
-                    return
-            except (httpx.HTTPError, KeyError, ValueError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"trpc did not answer within {timeout} s:\n{self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+    def command(self) -> list[str]:
+        return ["node", str(CLIENT_DIR / "trpc_server.mjs"), str(self.port)]
 
 
 def run(command: list[str], cwd: Path) -> str:
@@ -220,7 +174,7 @@ def print_table(scenario: str, calls: int, rows: dict[str, dict[str, Any]]) -> N
         )
 
 
-def machine_sample(servers: dict[str, Any], pinned: bool) -> dict[str, float]:
+def machine_sample(servers: dict[str, Server], pinned: bool) -> dict[str, float]:
     """Busy seconds of both cores, CPU seconds of the servers and of finished children, now."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
@@ -289,18 +243,16 @@ def main() -> None:
         tmp = Path(tmp_name)
         bundle = build_driver(tmp)
         core = SERVER_CORE if pinned else 0
-        servers: dict[str, Any] = {
+        servers: dict[str, Server] = {
             "tether jsonrpc": TetherAppServer("tether-jsonrpc", "tether_app", core),
             "tether http": TetherAppServer("tether-http", "tether_app", core),
             "tether websocket": TetherAppServer("tether-websocket", "tether_app", core),
             "fetch fastapi": Server("fastapi", "fastapi_app", core),
+            "trpc httpBatchLink": TrpcServer("trpc", "trpc_server", core),
         }
-        trpc = TrpcServer(free_port())
         try:
             for server in servers.values():
                 server.start(tmp)
-            trpc.start(tmp)
-            servers["trpc httpBatchLink"] = trpc
             urls = {name: servers[name].url for name in CLIENTS}
             settings = {
                 "urls": urls,
@@ -333,7 +285,6 @@ def main() -> None:
         finally:
             for server in servers.values():
                 server.stop()
-            trpc.stop()
     output = json.loads(driver.stdout.strip().splitlines()[-1])
     if pinned:
         print(
